@@ -1,0 +1,520 @@
+"""Hessian-vector products of a PyTorch model's dataset-averaged loss, as a :class:`LinearOperator`.
+
+The operator is the Hessian, with respect to a selected set of parameters ``θ`` (by default the prunable
+weights, :func:`nets.params.prunable_parameters`; every other parameter and buffer held fixed), of the
+dataset-averaged loss over a *fixed* list of batches ``B_1, …, B_J`` (or a re-iterable loader without
+augmentation) of sizes ``n_b``, ``N = Σ_b n_b``:
+
+    L(θ) = (1/N) Σ_b n_b ℓ_b(θ),        H = ∇²L(θ),        H V = (1/N) Σ_b n_b ∇²ℓ_b(θ) V,
+
+where ``ℓ_b`` is the *mean* loss over batch ``b`` (MATH.md §3: the spectrum of this ``H`` is what SLQ
+estimates; EXPERIMENTS.md: HVP averaged over the whole training set, model in eval mode, BN excluded from
+``H``). Products are batched: ``matmat(V)`` with ``V`` of shape ``(n, k)`` serves ``k`` probes.
+
+Methods (Pearlmutter 1994, "Fast exact multiplication by the Hessian"):
+
+* ``"forward-over-reverse"`` (default): ``H v = ∂/∂ε ∇ℓ(θ + ε v)`` by ``torch.func.jvp`` of
+  ``torch.func.grad``, ``torch.func.vmap``-ped over the ``k`` probes, so one pass over the data serves all
+  ``k`` probes and the primal forward/backward is shared by them.
+* ``"double-backward"`` (reference path): per batch, the first-order graph ``g = ∇ℓ_b`` is built once with
+  ``create_graph=True`` and ``H v = ∇(gᵀ v)`` is taken by a second ``torch.autograd.grad`` per probe,
+  reusing that graph for the ``k`` probes. With ``cache_graph=True`` the first-order graphs of all batches
+  are kept across calls (memory: the activations of the whole dataset), so later products cost only the
+  second backward pass: the fastest path for a small in-memory dataset and many Lanczos steps.
+
+The caller's model is never changed: parameters and buffers are snapshotted at construction (in ``dtype``,
+a float64 copy when asked) and passed by :func:`torch.func.functional_call`; the model is put in eval mode
+only for the duration of a product (BatchNorm uses running statistics, dropout is off) and every module's
+train/eval flag is restored afterwards; ``.grad`` and ``requires_grad`` of the caller's parameters are never
+touched. The operator is therefore the Hessian at the parameters *at construction*.
+
+When ``torch.distributed`` is initialised, each rank passes its own shard of the data; the batch-size-
+weighted sums ``Σ_b n_b ∇²ℓ_b V`` and the sample counts are all-reduced, so every rank gets the same
+``H V`` as a single process over the union of the shards (up to floating-point summation order).
+
+torch.compile was measured on the forward-over-reverse product (26k-parameter MLP, 2 CPU cores, torch 2.13):
+about a minute of compilation and a slower product, so it is not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Union
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp, vmap
+
+from numerics.operators import LinearOperator
+from nets.params import prunable_parameters, unflatten_like
+
+__all__ = ["HessianOperator", "HVP_METHODS", "eval_mode"]
+
+logger = logging.getLogger(__name__)
+
+#: The product methods accepted by :class:`HessianOperator`.
+HVP_METHODS: tuple[str, ...] = ("forward-over-reverse", "double-backward")
+
+ParamSelector = Union[None, Sequence[str], Callable[[str, nn.Parameter], bool]]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every module of ``model`` in eval mode, restoring each module's own flag on exit.
+
+    >>> m = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    >>> _ = m[1].eval()
+    >>> with eval_mode(m):
+    ...     m.training
+    False
+    >>> m.training, m[1].training
+    (True, False)
+    """
+    flags = [(mod, mod.training) for mod in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for mod, flag in flags:
+            mod.training = flag
+
+
+def _select_parameters(model: nn.Module, params: ParamSelector) -> list[str]:
+    named = dict(model.named_parameters())
+    if params is None:
+        names = [name for name, _ in prunable_parameters(model)]
+        if not names:
+            raise ValueError("params=None selects the prunable weights, but the model has no Linear/Conv weight")
+        return names
+    if callable(params):
+        names = [name for name, p in named.items() if params(name, p)]
+        if not names:
+            raise ValueError("the params selector selected no parameter")
+        return names
+    if isinstance(params, str) or not isinstance(params, Sequence):
+        raise TypeError(
+            f"params must be None, a sequence of parameter names, or a callable (name, param) -> bool, "
+            f"got {type(params).__name__}"
+        )
+    names = list(params)
+    if not names:
+        raise ValueError("params must select at least one parameter, got an empty sequence")
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"params must contain parameter names (str), got {bad[0]!r}")
+    unknown = [n for n in names if n not in named]
+    if unknown:
+        raise ValueError(f"params names not found among the model's parameters: {unknown!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"params contains duplicate names: {names!r}")
+    return names
+
+
+def _check_batch(batch: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError(f"batch {index} must be an (inputs, targets) pair, got {type(batch).__name__}")
+    x, y = batch
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"batch {index} must hold tensors, got ({type(x).__name__}, {type(y).__name__})"
+        )
+    if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"batch {index}: inputs and targets must share the leading batch dimension, "
+            f"got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"batch {index} is empty")
+    return x, y
+
+
+class HessianOperator(LinearOperator):
+    r"""The Hessian of a model's dataset-averaged loss as a symmetric :class:`LinearOperator`.
+
+    ``H = ∇²_θ (1/N) Σ_b n_b ℓ_b(θ)`` over the batches of ``data`` (module docstring), applied to ``(n, k)``
+    blocks, ``n`` the number of selected parameters (flattened in selection order).
+
+    Parameters
+    ----------
+    model:
+        The network; never modified (module docstring).
+    loss_fn:
+        ``loss_fn(outputs, targets)``, a *mean*-reduction loss such as ``nn.CrossEntropyLoss()``. A loss with a
+        ``reduction`` attribute is handled: ``"mean"`` is used as is; ``"sum"`` is divided by the batch size
+        (so the per-sample loss is the sum over that sample's entries); ``"none"`` is averaged over all its
+        entries (equal to ``"mean"`` for the torch losses). A callable without ``reduction`` must return the
+        batch mean as a scalar. Each batch is weighted by its size ``n_b`` (the leading dimension), so
+        class-weighted or ``ignore_index`` means are weighted by sample count, not by their own normaliser.
+        An ``nn.Module`` loss is copied and cast to ``dtype``.
+    data:
+        A list/tuple of ``(inputs, targets)`` batches, or a re-iterable loader (e.g. a ``DataLoader``)
+        yielding the *same* samples every pass: no augmentation, no ``drop_last`` with shuffling (the
+        operator would change between Lanczos steps: EXPERIMENTS.md, mistake 4). One-shot iterators are
+        refused. Each pass's sample count is checked against the first pass.
+    params:
+        ``None`` (default: the prunable weights of Linear/Conv layers, BatchNorm and biases excluded, as in
+        the papers' spectra: EXPERIMENTS.md), a sequence of parameter names, or a predicate
+        ``(name, parameter) -> bool`` over ``model.named_parameters()``. Other parameters are held fixed.
+    method:
+        ``"forward-over-reverse"`` (default) or ``"double-backward"`` (reference path).
+    dtype:
+        ``None``: the selected parameters' dtype; ``torch.float64`` computes in a float64 copy of all
+        parameters, buffers, inputs and floating targets.
+    cache_graph:
+        Keep each batch's first-order graph across calls (``"double-backward"`` only; ``data`` must be a
+        list/tuple). Products then cost one second-order backward per probe and no data pass.
+    check_finite:
+        Raise ``ValueError`` naming the probe(s) and batch if a product is NaN or infinite (default True).
+    chunk_size:
+        Probes per ``vmap`` chunk (forward-over-reverse; ``None``: all ``k`` at once), to bound memory.
+    distributed:
+        ``None`` (default): all-reduce across ranks iff ``torch.distributed`` is initialised; ``False``:
+        never. ``process_group`` selects the group.
+
+    Attributes
+    ----------
+    names:
+        The selected parameter names, in the order of the flattened vector.
+    n_products, n_matmat, n_data_passes, n_gradients:
+        Cost counters: Hessian-vector products (one per probe), ``matmat`` calls, forward passes over the
+        (local) data, full-data gradient evaluations. :meth:`cost` returns them as a dict.
+
+    Examples
+    --------
+    The Hessian of ``½ (w·x − y)²`` averaged over samples is the second moment ``(1/N) Σ x xᵀ``:
+
+    >>> model = nn.Linear(2, 1, bias=False)
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 2.0]]); y = torch.zeros(2, 1)
+    >>> H = HessianOperator(model, lambda out, t: 0.5 * ((out - t) ** 2).mean(), [(x, y)],
+    ...                     dtype=torch.float64)
+    >>> H.to_dense()
+    tensor([[0.5000, 0.0000],
+            [0.0000, 2.0000]], dtype=torch.float64)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        data: Sequence[tuple[torch.Tensor, torch.Tensor]] | Iterable[Any],
+        params: ParamSelector = None,
+        method: str = "forward-over-reverse",
+        dtype: torch.dtype | None = None,
+        *,
+        cache_graph: bool = False,
+        check_finite: bool = True,
+        chunk_size: int | None = None,
+        distributed: bool | None = None,
+        process_group: Any = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        if method not in HVP_METHODS:
+            raise ValueError(f"method must be one of {HVP_METHODS}, got {method!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        if distributed not in (None, False, True):
+            raise TypeError(f"distributed must be None, True or False, got {distributed!r}")
+        if cache_graph and method != "double-backward":
+            raise ValueError(f"cache_graph=True needs method='double-backward', got method={method!r}")
+
+        self.names: list[str] = _select_parameters(model, params)
+        named = dict(model.named_parameters())
+        selected = [named[n] for n in self.names]
+        dtypes = {p.dtype for p in selected}
+        devices = {p.device for p in selected}
+        if len(devices) != 1:
+            raise ValueError(f"the selected parameters must share one device, got {sorted(map(str, devices))}")
+        if dtype is None:
+            if len(dtypes) != 1:
+                raise TypeError(f"the selected parameters have mixed dtypes {sorted(map(str, dtypes))}; pass dtype")
+            dtype = next(iter(dtypes))
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64 (or None), got {dtype!r}")
+        device = next(iter(devices))
+        n = sum(p.numel() for p in selected)
+        super().__init__((n, n), dtype=dtype, device=device, symmetric=True)
+
+        self.method = method
+        self.cache_graph = bool(cache_graph)
+        self.check_finite = bool(check_finite)
+        self.chunk_size = chunk_size
+        self._model = model
+        self._loss_fn = copy.deepcopy(loss_fn).to(dtype) if isinstance(loss_fn, nn.Module) else loss_fn
+        self._reduction = getattr(loss_fn, "reduction", None)
+        if self._reduction not in (None, "mean", "sum", "none"):
+            raise ValueError(f"loss_fn.reduction must be 'mean', 'sum' or 'none', got {self._reduction!r}")
+
+        def snap(t: torch.Tensor) -> torch.Tensor:
+            t = t.detach()
+            return t.to(dtype=dtype, copy=True) if torch.is_floating_point(t) else t.clone()
+
+        # The point θ at which H is taken, and everything held fixed, snapshotted so that the operator is a
+        # fixed matrix even if the caller keeps training the model.
+        self._theta: dict[str, torch.Tensor] = {name: snap(named[name]) for name in self.names}
+        self._frozen: dict[str, torch.Tensor] = {
+            name: snap(p) for name, p in named.items() if name not in self._theta
+        }
+        self._frozen.update({name: snap(b) for name, b in model.named_buffers()})
+
+        self._data, self._is_sequence = self._check_data(data)
+        self._n_samples: int | None = None
+        if self._is_sequence:
+            self._n_samples = sum(int(x.shape[0]) for x, _ in self._data)
+        if self.cache_graph and not self._is_sequence:
+            raise ValueError("cache_graph=True needs data as a list/tuple of batches, got a loader")
+
+        if distributed is True and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ValueError("distributed=True but torch.distributed is not initialised")
+        self._distributed_flag = distributed
+        self._group = process_group
+        self._graphs: list[tuple[list[torch.Tensor], list[torch.Tensor], int]] | None = None
+
+        self.n_products = 0
+        self.n_matmat = 0
+        self.n_data_passes = 0
+        self.n_gradients = 0
+
+    # -- validation -------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_data(data: Any) -> tuple[Any, bool]:
+        if isinstance(data, torch.Tensor) or data is None:
+            raise TypeError(
+                f"data must be a list of (inputs, targets) batches or a re-iterable loader, got "
+                f"{type(data).__name__}"
+            )
+        if isinstance(data, (list, tuple)):
+            if len(data) == 0:
+                raise ValueError("data must contain at least one batch, got an empty sequence")
+            return [_check_batch(b, i) for i, b in enumerate(data)], True
+        if not isinstance(data, Iterable):
+            raise TypeError(f"data must be a list of batches or a re-iterable loader, got {type(data).__name__}")
+        if iter(data) is data:
+            raise TypeError(
+                "data is a one-shot iterator; pass a list of batches or a re-iterable loader (each product "
+                "needs a full pass over the same data)"
+            )
+        if isinstance(data, torch.utils.data.DataLoader):
+            if data.drop_last and isinstance(data.sampler, torch.utils.data.RandomSampler):
+                raise ValueError(
+                    "a DataLoader with shuffle=True and drop_last=True drops different samples every pass, so "
+                    "the Hessian would change between products; use drop_last=False"
+                )
+        return data, False
+
+    # -- properties -------------------------------------------------------------------------------------
+    @property
+    def distributed(self) -> bool:
+        """Whether products are all-reduced across ``torch.distributed`` ranks."""
+        if self._distributed_flag is False:
+            return False
+        return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+    @property
+    def n_samples(self) -> int | None:
+        """``N`` on this rank (known after the first pass for a loader)."""
+        return self._n_samples
+
+    def parameters_vector(self) -> torch.Tensor:
+        """The flattened point ``θ`` at which the Hessian is taken (a copy, in ``dtype``)."""
+        return torch.cat([t.reshape(-1) for t in self._theta.values()])
+
+    def cost(self) -> dict[str, int]:
+        """Cost counters in model-independent units (STYLE.md 15)."""
+        return {
+            "hvps": self.n_products,
+            "matmat_calls": self.n_matmat,
+            "data_passes": self.n_data_passes,
+            "gradients": self.n_gradients,
+        }
+
+    def reset_counters(self) -> None:
+        self.n_products = self.n_matmat = self.n_data_passes = self.n_gradients = 0
+
+    # -- the batch objective ----------------------------------------------------------------------------
+    def _batches(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        count = 0
+        for i, batch in enumerate(self._data):
+            x, y = batch if self._is_sequence else _check_batch(batch, i)
+            x = x.to(self.device, dtype=self.dtype if torch.is_floating_point(x) else None, non_blocking=True)
+            y = y.to(self.device, dtype=self.dtype if torch.is_floating_point(y) else None, non_blocking=True)
+            count += int(x.shape[0])
+            yield i, x, y
+        if count == 0:
+            raise ValueError("data yielded no batch")
+        if self._n_samples is None:
+            self._n_samples = count
+        elif count != self._n_samples:
+            raise ValueError(
+                f"data yielded {count} samples on this pass but {self._n_samples} before; the data must be "
+                "the same on every pass"
+            )
+
+    def _batch_loss(self, theta: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch mean loss ``ℓ_b(θ)`` (reduction handled as documented in the class docstring)."""
+        out = functional_call(self._model, {**theta, **self._frozen}, (x,))
+        val = self._loss_fn(out, y)
+        if not isinstance(val, torch.Tensor):
+            raise TypeError(f"loss_fn must return a tensor, got {type(val).__name__}")
+        if self._reduction == "sum":
+            return val / x.shape[0]
+        if self._reduction == "none":
+            return val.mean()
+        if val.ndim != 0:
+            raise ValueError(
+                f"loss_fn must return a scalar batch mean (reduction='mean'), got shape {tuple(val.shape)}"
+            )
+        return val
+
+    def _check_products(self, hb: torch.Tensor, batch: int) -> None:
+        bad = ~torch.isfinite(hb).all(dim=0)
+        if bool(bad.any()):
+            probes = torch.nonzero(bad).reshape(-1).tolist()
+            raise ValueError(f"non-finite Hessian-vector product for probe(s) {probes} on batch {batch}")
+
+    # -- products ---------------------------------------------------------------------------------------
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        bad = ~torch.isfinite(V).all(dim=0)
+        if bool(bad.any()):
+            raise ValueError(f"V has non-finite entries in column(s) {torch.nonzero(bad).reshape(-1).tolist()}")
+        k = V.shape[1]
+        like = list(self._theta.values())
+        acc = torch.zeros_like(V)
+        first_bad: str | None = None
+        with eval_mode(self._model):
+            if self.cache_graph:
+                batches: Iterable[tuple[int, Any, Any]] = enumerate(self._cached_graphs())
+            else:
+                self.n_data_passes += 1
+                batches = ((i, x, y) for i, x, y in self._batches())
+            for item in batches:
+                if self.cache_graph:
+                    i, (leaves, grads, nb) = item  # type: ignore[misc]
+                    hb = self._double_backward(leaves, grads, V, like, retain=True)
+                    n_b = nb
+                else:
+                    i, x, y = item  # type: ignore[misc]
+                    n_b = int(x.shape[0])
+                    if self.method == "forward-over-reverse":
+                        hb = self._forward_over_reverse(x, y, V, like)
+                    else:
+                        leaves, grads = self._first_order_graph(x, y)
+                        hb = self._double_backward(leaves, grads, V, like, retain=False)
+                if self.check_finite:
+                    try:
+                        self._check_products(hb, i)
+                    except ValueError as err:
+                        if not self.distributed:
+                            raise
+                        first_bad = first_bad or str(err)
+                acc.add_(hb, alpha=float(n_b))
+        total = torch.tensor(float(self._n_samples), dtype=torch.float64, device=self.device)
+        if self.distributed:
+            torch.distributed.all_reduce(acc, group=self._group)
+            torch.distributed.all_reduce(total, group=self._group)
+        out = acc / total.to(acc.dtype)
+        if self.check_finite:
+            if first_bad is not None:
+                raise ValueError(first_bad)
+            if not bool(torch.isfinite(out).all()):
+                raise ValueError(
+                    "non-finite Hessian-vector product after averaging over batches (overflow, or a non-finite "
+                    "product on another rank)"
+                )
+        self.n_matmat += 1
+        self.n_products += k
+        return out
+
+    def _forward_over_reverse(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor, like: list[torch.Tensor]) -> torch.Tensor:
+        names = self.names
+        theta = self._theta
+
+        def grad_fn(th: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return grad(self._batch_loss)(th, x, y)
+
+        def hvp(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return jvp(grad_fn, (theta,), (v,))[1]
+
+        Vd = dict(zip(names, unflatten_like(V, like)))
+        out = vmap(hvp, chunk_size=self.chunk_size)(Vd)
+        k = V.shape[1]
+        return torch.cat([out[nm].reshape(k, -1) for nm in names], dim=1).T
+
+    def _first_order_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        leaves = {nm: t.detach().requires_grad_(True) for nm, t in self._theta.items()}
+        with torch.enable_grad():
+            loss = self._batch_loss(leaves, x, y)
+            grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, materialize_grads=True)
+        return list(leaves.values()), list(grads)
+
+    def _double_backward(
+        self,
+        leaves: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        V: torch.Tensor,
+        like: list[torch.Tensor],
+        retain: bool,
+    ) -> torch.Tensor:
+        k = V.shape[1]
+        live = [j for j, g in enumerate(grads) if g.requires_grad]
+        out = torch.zeros_like(V)
+        if not live:  # the loss is at most linear in θ: H = 0
+            return out
+        pieces = unflatten_like(V, like)
+        for c in range(k):
+            with torch.enable_grad():
+                hv = torch.autograd.grad(
+                    [grads[j] for j in live],
+                    leaves,
+                    grad_outputs=[pieces[j][c] for j in live],
+                    retain_graph=retain or c < k - 1,
+                    materialize_grads=True,
+                )
+            out[:, c] = torch.cat([h.reshape(-1) for h in hv])
+        return out
+
+    def _cached_graphs(self) -> list[tuple[list[torch.Tensor], list[torch.Tensor], int]]:
+        if self._graphs is None:
+            self.n_data_passes += 1
+            self._graphs = []
+            for _, x, y in self._batches():
+                leaves, grads = self._first_order_graph(x, y)
+                self._graphs.append((leaves, grads, int(x.shape[0])))
+        return self._graphs
+
+    # -- gradients --------------------------------------------------------------------------------------
+    def value_and_gradient(self) -> tuple[float, torch.Tensor]:
+        """The averaged loss ``L(θ)`` and its gradient ``∇L(θ)`` (flat, length ``n``): one data pass.
+
+        Same objective, weighting, eval mode and all-reduce as the products; counted in ``n_gradients``.
+        """
+        acc = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
+        val = torch.zeros((), dtype=torch.float64, device=self.device)
+        with eval_mode(self._model):
+            self.n_data_passes += 1
+            for i, x, y in self._batches():
+                leaves = {nm: t.detach().requires_grad_(True) for nm, t in self._theta.items()}
+                with torch.enable_grad():
+                    loss = self._batch_loss(leaves, x, y)
+                    g = torch.autograd.grad(loss, list(leaves.values()), materialize_grads=True)
+                flat = torch.cat([t.reshape(-1) for t in g])
+                if self.check_finite and not bool(torch.isfinite(flat).all()):
+                    raise ValueError(f"non-finite gradient on batch {i}")
+                acc.add_(flat, alpha=float(x.shape[0]))
+                val += float(x.shape[0]) * loss.detach().to(torch.float64)
+        total = torch.tensor(float(self._n_samples), dtype=torch.float64, device=self.device)
+        if self.distributed:
+            torch.distributed.all_reduce(acc, group=self._group)
+            torch.distributed.all_reduce(val, group=self._group)
+            torch.distributed.all_reduce(total, group=self._group)
+        self.n_gradients += 1
+        return float(val / total), acc / total.to(acc.dtype)
+
+    def gradient(self) -> torch.Tensor:
+        """``∇L(θ)``, flat (see :meth:`value_and_gradient`)."""
+        return self.value_and_gradient()[1]
