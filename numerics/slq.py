@@ -7,17 +7,34 @@ operator ``A``. It approximates the normalised spectral measure ``(1/n) Σ_i δ_
     (1/n) tr f(A) ≈ (1/n_v) Σ_l Σ_k τ_{l,k} f(θ_{l,k})
 
 (Ubaru, Chen & Saad 2017; Golub & Meurant 2010). The quadrature is used directly: no density on a grid.
+
+:func:`slq` builds a :class:`Spectrum` from ``n_probes`` Lanczos recurrences advanced together
+(:func:`numerics.lanczos.lanczos`); :func:`slq_deflated` computes the top-k eigenpairs exactly and runs SLQ on
+the rest, for functionals that are sharp near the outliers. Accuracy (MATH.md §3, Chen, Trogdon & Ubaru
+2021, Thm 1 [literature]): ``m = ⌈12/t + ½⌉`` steps and ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉`` Gaussian probes
+give ``W₁(Spectrum, μ_A) ≤ t (λ_max − λ_min)`` with probability ``1 − η``, so ``|(1/n) tr f − expect(f)| ≤ L t
+(λ_max − λ_min)`` for L-Lipschitz ``f`` (:func:`ctu_parameters`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
+import torch
 
-__all__ = ["Spectrum"]
+__all__ = ["Spectrum", "slq", "slq_deflated", "pyhessian_sigma", "ctu_parameters"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = "prunelimit.Spectrum/1"
 
 
 @dataclass(frozen=True)
@@ -113,3 +130,319 @@ class Spectrum:
         """Estimate ``tr f(A) = n · (1/n) tr f(A)`` and its standard error."""
         mean, se = self.expect(f)
         return self.dim * mean, self.dim * se
+
+    # -- construction from Lanczos ------------------------------------------------------------------------
+    @classmethod
+    def from_lanczos(cls, result: "LanczosResult") -> "Spectrum":  # noqa: F821
+        """The Gauss quadrature rules of a :class:`numerics.lanczos.LanczosResult`, one per probe."""
+        nodes, weights = result.quadrature()
+        return cls(nodes, weights, result.dim)
+
+    # -- pooled measure -------------------------------------------------------------------------------------
+    def atoms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The averaged measure ``(1/n_v) Σ_l Σ_k τ_{l,k} δ_{θ_{l,k}}`` as sorted atoms and masses (sum 1).
+
+        Zero-weight (padding) nodes are dropped.
+        """
+        x = self.nodes.reshape(-1)
+        w = (self.weights / self.n_probes).reshape(-1)
+        keep = w > 0
+        x, w = x[keep], w[keep]
+        order = np.argsort(x, kind="stable")
+        return x[order], w[order]
+
+    # -- functionals ----------------------------------------------------------------------------------------
+    def density(self, grid: Any, sigma: float) -> np.ndarray:
+        """Gaussian-smoothed density ``ρ_σ(x) = (1/n_v) Σ_l Σ_k τ_{l,k} φ_σ(x − θ_{l,k})`` on ``grid``.
+
+        ``σ`` is the kernel's *standard deviation*, in eigenvalue units (``φ_σ(u) = e^{−u²/2σ²}/(σ√(2π))``),
+        so ``∫ρ_σ = 1`` exactly (no renormalisation on the grid). To reproduce PyHessian's smoothing, whose
+        ``sigma_squared`` is a variance relative to the spectral range, pass
+        ``sigma = self.pyhessian_sigma(sigma_squared)``.
+
+        >>> s = Spectrum.from_eigenvalues([0.0])
+        >>> round(float(s.density(np.array([0.0]), 1.0)[0]), 12) == round(1 / math.sqrt(2 * math.pi), 12)
+        True
+        """
+        sigma = _positive_float(sigma, "sigma")
+        g = np.asarray(grid, dtype=np.float64)
+        if not np.all(np.isfinite(g)):
+            raise ValueError("grid must be finite (got NaN or inf)")
+        x, w = self.atoms()
+        flat = g.reshape(-1)
+        out = np.empty_like(flat)
+        chunk = max(1, 2_000_000 // max(1, x.size))  # bound the (grid × atoms) temporary to ~16 MB
+        for start in range(0, flat.size, chunk):
+            u = (flat[start : start + chunk, None] - x[None, :]) / sigma
+            out[start : start + chunk] = np.exp(-0.5 * u * u) @ w
+        return (out / (sigma * math.sqrt(2.0 * math.pi))).reshape(g.shape)
+
+    def pyhessian_sigma(self, sigma_squared: float = 1e-5, overhead: float = 0.01) -> float:
+        """The standard deviation equivalent to PyHessian's ``density_generate(sigma_squared, overhead)``.
+
+        See :func:`pyhessian_sigma`; PyHessian's ``λ_max``/``λ_min`` are means over probes of each probe's
+        largest/smallest node (zero-weight padding excluded here).
+        """
+        hi = np.array([self.nodes[l][self.weights[l] > 0].max() for l in range(self.n_probes)]).mean()
+        lo = np.array([self.nodes[l][self.weights[l] > 0].min() for l in range(self.n_probes)]).mean()
+        return pyhessian_sigma(sigma_squared, float(lo), float(hi), overhead)
+
+    def negative_mass(self, tol: float = 0.0) -> tuple[float, float]:
+        """Estimate the fraction of eigenvalues ``< −tol``, with its standard error across probes.
+
+        An indicator is not a polynomial, so besides the sampling error the Gauss rule has a discretisation
+        error at most the weight of the nodes adjacent to ``−tol`` (Chebyshev–Markov–Stieltjes
+        inequalities, Golub & Meurant 2010, Thm 6.4 / Szegő §3.41).
+
+        >>> Spectrum.from_eigenvalues([-2.0, -1.0, 3.0, 4.0]).negative_mass()
+        (0.5, 0.0)
+        """
+        t = float(tol)
+        if not math.isfinite(t) or t < 0:
+            raise ValueError(f"tol must be a finite non-negative number, got {tol!r}")
+        return self.expect(lambda x: (x < -t).astype(np.float64))
+
+    def cdf(self, x: Any) -> Any:
+        """``F(x) = (1/n_v) Σ_l Σ_{k: θ_{l,k} ≤ x} τ_{l,k}`` (right-continuous); scalar in, float out.
+
+        >>> Spectrum.from_eigenvalues([0.0, 1.0]).cdf([-1.0, 0.0, 0.5, 1.0]).tolist()
+        [0.0, 0.5, 0.5, 1.0]
+        """
+        xs = np.asarray(x, dtype=np.float64)
+        if np.any(np.isnan(xs)):
+            raise ValueError("x must not contain NaN")
+        atoms, masses = self.atoms()
+        cum = np.concatenate([[0.0], np.cumsum(masses)])
+        out = np.minimum(cum[np.searchsorted(atoms, xs, side="right")], 1.0)
+        return float(out) if out.ndim == 0 else out
+
+    def wasserstein1(self, other: Any) -> float:
+        """Wasserstein-1 distance ``∫|F(x) − G(x)| dx`` to another :class:`Spectrum` or to exact eigenvalues.
+
+        Exact for the two discrete measures (each Spectrum pooled over its probes): the CDFs are step
+        functions, integrated over the merged atoms.
+
+        >>> Spectrum.from_eigenvalues([0.0, 1.0]).wasserstein1(np.array([0.0, 2.0]))
+        0.5
+        """
+        if isinstance(other, Spectrum):
+            y, v = other.atoms()
+        else:
+            lam = np.asarray(other, dtype=np.float64).reshape(-1)
+            if lam.size == 0 or not np.all(np.isfinite(lam)):
+                raise ValueError("other must be a Spectrum or a non-empty finite array of eigenvalues")
+            y, v = np.sort(lam), np.full(lam.size, 1.0 / lam.size)
+        x, w = self.atoms()
+        pts = np.concatenate([x, y])
+        mass = np.concatenate([w, -v])
+        order = np.argsort(pts, kind="stable")
+        pts, mass = pts[order], mass[order]
+        diff = np.cumsum(mass)[:-1]
+        return float(np.sum(np.abs(diff) * np.diff(pts)))
+
+    # -- persistence ----------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` atomically (temporary file in the same directory, then ``os.replace``).
+
+        A ``.json`` suffix writes JSON (floats round-trip exactly); anything else writes ``.npz``
+        (``numpy.savez``, no pickles). Returns the path written.
+        """
+        p = Path(path)
+        is_json = p.suffix.lower() == ".json"
+        if not is_json and p.suffix.lower() != ".npz":
+            p = p.with_name(p.name + ".npz")
+        directory = p.parent if str(p.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if is_json:
+                    payload = {
+                        "format": _FORMAT,
+                        "dim": self.dim,
+                        "exact": self.exact,
+                        "nodes": self.nodes.tolist(),
+                        "weights": self.weights.tolist(),
+                    }
+                    fh.write(json.dumps(payload).encode("utf-8"))
+                else:
+                    np.savez(
+                        fh,
+                        format=np.array(_FORMAT),
+                        nodes=self.nodes,
+                        weights=self.weights,
+                        dim=np.array(self.dim),
+                        exact=np.array(self.exact),
+                    )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return p
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Spectrum":
+        """Read a Spectrum written by :meth:`save` (format checked; ``allow_pickle=False``)."""
+        p = Path(path)
+        if p.suffix.lower() == ".json":
+            with open(p, encoding="utf-8") as fh:
+                data = json.load(fh)
+            if not isinstance(data, dict) or data.get("format") != _FORMAT:
+                raise ValueError(f"{p} is not a {_FORMAT} JSON file")
+            return cls(np.array(data["nodes"]), np.array(data["weights"]), int(data["dim"]), bool(data["exact"]))
+        with np.load(p, allow_pickle=False) as data:
+            if "format" not in data.files or str(data["format"]) != _FORMAT:
+                raise ValueError(f"{p} is not a {_FORMAT} npz file")
+            return cls(data["nodes"], data["weights"], int(data["dim"]), bool(data["exact"]))
+
+    # -- plotting -------------------------------------------------------------------------------------------
+    def plot(self, ax: Any, sigma: float | None = None, *, num: int | None = None, **kwargs: Any) -> Any:
+        """Draw on a matplotlib ``ax``: the smoothed density if ``sigma`` is given, else the exact CDF.
+
+        The density grid spans ``[min θ − 5σ, max θ + 5σ]`` with spacing at most ``σ/4`` (default ``num``),
+        so the kernel is resolved (a grid coarser than the kernel distorts the quadrature weights: mistake
+        2 in EXPERIMENTS.md). Returns the list of matplotlib lines.
+        """
+        x, w = self.atoms()
+        if sigma is None:
+            xs = np.repeat(x, 2)[1:]
+            ys = np.repeat(np.cumsum(w), 2)[:-1]
+            ax.set_ylabel("cumulative spectral mass")
+            lines = ax.plot(xs, ys, **kwargs)
+        else:
+            sigma = _positive_float(sigma, "sigma")
+            lo, hi = x.min() - 5 * sigma, x.max() + 5 * sigma
+            if num is None:
+                num = int(min(1_000_000, max(512, math.ceil(4 * (hi - lo) / sigma) + 1)))
+            grid = np.linspace(lo, hi, num)
+            ax.set_ylabel(f"spectral density (Gaussian σ = {sigma:.3g})")
+            lines = ax.plot(grid, self.density(grid, sigma), **kwargs)
+        ax.set_xlabel("eigenvalue")
+        return lines
+
+
+def _positive_float(x: Any, name: str) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {x!r}")
+    return v
+
+
+def pyhessian_sigma(sigma_squared: float, lambda_min: float, lambda_max: float, overhead: float = 0.01) -> float:
+    """Convert PyHessian's smoothing parameter into a standard deviation in eigenvalue units.
+
+    PyHessian 0.1's ``density_generate(eigenvalues, weights, num_bins, sigma_squared=1e-5, overhead=0.01)``
+    sets ``λ_max = mean_l max θ_l + overhead``, ``λ_min = mean_l min θ_l − overhead`` and passes
+    ``sigma_squared · max(1, λ_max − λ_min)`` to its Gaussian as the *variance*. The equivalent standard
+    deviation is therefore ``σ = √(sigma_squared · max(1, λ_max − λ_min + 2·overhead))``. (PyHessian also
+    renormalises the density on its grid; :meth:`Spectrum.density` needs no renormalisation.)
+
+    >>> pyhessian_sigma(1e-4, -0.01, 0.01, overhead=0.0)
+    0.01
+    """
+    s2 = _positive_float(sigma_squared, "sigma_squared")
+    lo, hi, ov = float(lambda_min), float(lambda_max), float(overhead)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise ValueError(f"need finite lambda_min <= lambda_max, got {lambda_min!r}, {lambda_max!r}")
+    if not math.isfinite(ov) or ov < 0:
+        raise ValueError(f"overhead must be a finite non-negative number, got {overhead!r}")
+    return math.sqrt(s2 * max(1.0, hi - lo + 2.0 * ov))
+
+
+def ctu_parameters(n: int, t: float, eta: float) -> tuple[int, int]:
+    """Steps and probes for ``W₁ ≤ t (λ_max − λ_min)`` with probability ``1 − η`` (Chen, Trogdon & Ubaru
+    2021, "Analysis of stochastic Lanczos quadrature for spectrum approximation", ICML, Thm 1; MATH.md §3):
+    ``m = ⌈12/t + ½⌉``, ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉``. The step count is capped at ``n`` (``m = n``
+    is exact).
+
+    >>> ctu_parameters(400, 0.1, 0.01)
+    (121, 12)
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if not (0 < t < 1):
+        raise ValueError(f"t must lie in (0, 1), got {t!r}")
+    if not (0 < eta < 1):
+        raise ValueError(f"eta must lie in (0, 1), got {eta!r}")
+    m = min(int(n), math.ceil(12.0 / t + 0.5))
+    nv = math.ceil(4.0 / ((n + 2) * t * t) * math.log(2.0 * n / eta))
+    return m, max(1, nv)
+
+
+def _check_generator(generator: Any) -> torch.Generator:
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return generator
+
+
+def slq(
+    op: Any,
+    steps: int,
+    n_probes: int,
+    *,
+    generator: torch.Generator,
+    probe: str = "rademacher",
+    reorth: str = "full",
+    accumulate_dtype: torch.dtype | None = torch.float64,
+    deflate: int | None = None,
+) -> Spectrum:
+    """Stochastic Lanczos quadrature of a symmetric (possibly indefinite) operator.
+
+    Runs ``n_probes`` Lanczos recurrences of ``steps`` steps advanced together (one ``matmat`` of
+    ``n_probes`` columns per step; :func:`numerics.lanczos.lanczos`) from normalised Rademacher or Gaussian
+    probes drawn with ``generator``, and returns their Gauss rules: nodes ``θ`` = eigenvalues of each ``T``,
+    weights ``τ = (e₁ᵀy)²`` (Ubaru, Chen & Saad 2017, SIMAX 38(4), Alg. 1; MATH.md §3). ``(1/n) tr f(A) ≈
+    expect(f)`` is exact for polynomials of degree ≤ 2·steps − 1 per probe, and ``steps = n`` recovers the
+    spectrum. Cost: ``steps · n_probes`` matvecs in ``steps`` operator calls (``deflate`` adds the
+    eigensolver's). A recurrence that finds an invariant subspace stops early, with an exact rule.
+
+    ``deflate=k`` delegates to :func:`slq_deflated` (exact top-k eigenpairs by magnitude + SLQ on the rest).
+
+    >>> from numerics.operators import DiagonalOperator
+    >>> d = np.array([-2.0, -1.0, 0.5, 3.0])
+    >>> s = slq(DiagonalOperator(d), steps=4, n_probes=2, generator=torch.Generator().manual_seed(0))
+    >>> np.allclose(np.sort(s.nodes[0]), d, atol=1e-12), round(s.expect(lambda x: x**3)[0], 10)
+    (True, 4.53125)
+    """
+    from numerics.lanczos import lanczos
+    from numerics.operators import aslinearoperator
+
+    _check_generator(generator)
+    if deflate is not None:
+        return slq_deflated(
+            op,
+            deflate,
+            steps,
+            n_probes,
+            generator=generator,
+            probe=probe,
+            reorth=reorth,
+            accumulate_dtype=accumulate_dtype,
+        )
+    op = aslinearoperator(op)
+    res = lanczos(
+        op,
+        n_probes,
+        steps,
+        reorth=reorth,
+        accumulate_dtype=accumulate_dtype,
+        generator=generator,
+        probe=probe,
+        keep_basis=reorth == "full",
+    )
+    logger.info(
+        "slq: n=%d, %d probes x %d steps, %d matvecs in %d operator calls, breakdowns %d, orthogonality loss %s",
+        op.shape[0],
+        res.n_probes,
+        steps,
+        res.matvecs,
+        res.operator_calls,
+        int(res.breakdown.sum()),
+        None if res.orthogonality_loss is None else float(res.orthogonality_loss.max()),
+    )
+    return Spectrum.from_lanczos(res)

@@ -1,0 +1,223 @@
+"""Tests for numerics.lanczos: exactness at m = n, breakdown, parity of batched/per-probe and reorth modes."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+import torch
+
+import numerics.lanczos as lanczos_mod
+from numerics.lanczos import draw_probes, lanczos, tridiagonal_quadrature
+from numerics.operators import DenseOperator, DiagonalOperator, LinearOperator
+from numerics.testing import goe, path_laplacian, rotated_diagonal
+
+EPS = np.finfo(np.float64).eps
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(lanczos_mod, raise_on_error=False).failed == 0
+
+
+def test_tridiagonal_quadrature_matches_dense_eigh() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(30), rng.uniform(0.1, 1.0, 29)
+    T = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
+    lam, Y = np.linalg.eigh(T)  # dense reference (the library itself only uses the tridiagonal solver)
+    nodes, weights = tridiagonal_quadrature(a, b)
+    # eigenvalues of a well-scaled 30×30 matrix: backward-stable solvers agree to c·m·eps·‖T‖
+    np.testing.assert_allclose(nodes, lam, rtol=0, atol=100 * 30 * EPS * np.abs(T).sum(axis=1).max())
+    np.testing.assert_allclose(weights, Y[0] ** 2, rtol=0, atol=1e-12)
+    assert abs(weights.sum() - 1) < 30 * EPS
+
+
+def test_tridiagonal_quadrature_errors() -> None:
+    with pytest.raises(ValueError, match="beta must have length len\\(alpha\\) - 1 = 2, got 1"):
+        tridiagonal_quadrature(np.zeros(3), np.zeros(1))
+    with pytest.raises(ValueError, match="alpha must be non-empty"):
+        tridiagonal_quadrature(np.zeros(0), np.zeros(0))
+    with pytest.raises(ValueError, match="must be finite"):
+        tridiagonal_quadrature(np.array([np.nan, 1.0]), np.ones(1))
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "dense_goe", "dense_indefinite"])
+def test_m_equals_n_recovers_spectrum(kind: str) -> None:
+    n = 60
+    rng = np.random.default_rng(1)
+    if kind == "diagonal":
+        lam = np.sort(rng.uniform(-3, 5, n))
+        op = DiagonalOperator(lam)
+    elif kind == "dense_goe":
+        ks = goe(n, rng)
+        lam, op = ks.eigenvalues, ks.operator()
+    else:
+        ks = rotated_diagonal(np.concatenate([-np.geomspace(1e-3, 2, n // 2), np.geomspace(1e-3, 7, n // 2)]), rng)
+        lam, op = ks.eigenvalues, ks.operator()
+    res = lanczos(op, 3, n, generator=gen(0))
+    nodes, weights = res.quadrature()
+    for l in range(3):
+        assert res.steps[l] == n
+        # Requirement: 1e-10 in float64 (full reorthogonalisation makes the Ritz values backward stable:
+        # errors are c·n·eps·‖A‖ ≈ 1e-13 here).
+        np.testing.assert_allclose(np.sort(nodes[l]), lam, rtol=0, atol=1e-10)
+        assert res.orthogonality_loss[l] < 10 * n * EPS
+    assert res.matvecs == 3 * n and res.operator_calls == n
+
+
+def test_weights_are_squared_components_of_the_probe() -> None:
+    n = 40
+    rng = np.random.default_rng(2)
+    lam = np.sort(rng.uniform(-1, 1, n))
+    ks = rotated_diagonal(lam, rng)
+    _, U = np.linalg.eigh(ks.matrix)
+    z = rng.standard_normal(n)
+    res = lanczos(ks.operator(), V0=z, steps=n)
+    nodes, weights = res.quadrature()
+    order = np.argsort(nodes[0])
+    want = (U.T @ (z / np.linalg.norm(z))) ** 2
+    np.testing.assert_allclose(weights[0][order], want, rtol=0, atol=1e-10)
+
+
+def test_quadrature_exact_for_polynomials_below_2m() -> None:
+    # Gauss rule with m nodes integrates degree ≤ 2m − 1 exactly: qᵀ A^p q = Σ τ θ^p for p ≤ 2m − 1.
+    ks = goe(100, np.random.default_rng(3))
+    A = ks.matrix
+    m = 6
+    z = draw_probes(100, 2, generator=gen(5)).numpy()
+    res = lanczos(ks.operator(), V0=z, steps=m)
+    nodes, weights = res.quadrature()
+    for l in range(2):
+        q = z[:, l] / np.linalg.norm(z[:, l])
+        for p in range(2 * m):
+            exact = q @ np.linalg.matrix_power(A, p) @ q
+            # ‖A‖ ≈ 2, so |moment| ≤ 2^p; rounding grows like p·eps·2^p
+            assert abs(np.sum(weights[l] * nodes[l] ** p) - exact) <= 1e3 * EPS * 2.0**p, (l, p)
+
+
+def test_breakdown_on_repeated_eigenvalues() -> None:
+    d = np.repeat(np.arange(5.0) - 2.0, 4)  # 5 distinct eigenvalues, multiplicity 4: Krylov dim 5
+    res = lanczos(DiagonalOperator(d), 3, 20, generator=gen(1))
+    assert res.breakdown.all() and (res.steps == 5).all()
+    assert res.operator_calls == 5 and res.matvecs == 15
+    nodes, weights = res.quadrature()
+    for l in range(3):
+        np.testing.assert_allclose(np.sort(nodes[l, :5]), np.arange(5.0) - 2.0, atol=1e-12)
+        assert (weights[l, 5:] == 0).all() and (res.alphas[l, 5:] == 0).all()
+        assert res.final_betas[l] <= res.breakdown_tol
+
+
+def test_breakdown_per_recurrence_keeps_others_running() -> None:
+    d = np.arange(1.0, 11.0)
+    V0 = np.zeros((10, 2))
+    V0[:3, 0] = 1.0  # supported on 3 eigenvectors: invariant subspace after 3 steps
+    V0[:, 1] = 1.0
+    res = lanczos(DiagonalOperator(d), V0=V0, steps=10)
+    assert res.steps.tolist() == [3, 10]
+    assert res.breakdown.tolist() == [True, True]  # the second one is exhausted at m = n
+    assert res.matvecs == 13 and res.operator_calls == 10
+    nodes, _ = res.quadrature()
+    np.testing.assert_allclose(np.sort(nodes[0, :3]), [1.0, 2.0, 3.0], atol=1e-12)
+    np.testing.assert_allclose(np.sort(nodes[1]), d, atol=1e-12)
+    # each recurrence's tridiagonal equals what it gets alone
+    alone = lanczos(DiagonalOperator(d), V0=V0[:, :1], steps=10)
+    np.testing.assert_allclose(alone.alphas[0], res.alphas[0], atol=1e-13)
+
+
+def test_batched_equals_per_probe() -> None:
+    ks = goe(150, np.random.default_rng(4))
+    op = ks.operator()
+    V0 = draw_probes(150, 4, generator=gen(7))
+    batched = lanczos(op, V0=V0, steps=30)
+    for l in range(4):
+        single = lanczos(op, V0=V0[:, l : l + 1], steps=30)
+        # same arithmetic up to BLAS summation order; with full reorthogonalisation the recurrence is
+        # backward stable, so coefficients agree to a small multiple of m·n·eps·‖A‖
+        np.testing.assert_allclose(single.alphas[0], batched.alphas[l], rtol=0, atol=1e-11)
+        np.testing.assert_allclose(single.betas[0], batched.betas[l], rtol=0, atol=1e-11)
+
+
+def test_same_generator_same_output_and_probe_laws() -> None:
+    op = goe(50, np.random.default_rng(5)).operator()
+    for probe in ("rademacher", "gaussian"):
+        r1 = lanczos(op, 3, 10, generator=gen(11), probe=probe)
+        r2 = lanczos(op, 3, 10, generator=gen(11), probe=probe)
+        np.testing.assert_array_equal(r1.alphas, r2.alphas)
+        np.testing.assert_array_equal(r1.betas, r2.betas)
+    Z = draw_probes(1000, 2, generator=gen(0), probe="rademacher")
+    assert set(np.unique(Z.numpy())) == {-1.0, 1.0}
+    r3 = lanczos(op, 3, 10, generator=gen(12))
+    assert not np.array_equal(r1.alphas, r3.alphas)
+
+
+def test_no_reorth_loses_orthogonality_full_does_not() -> None:
+    # a spiked spectrum: the outlier converges fast and plain Lanczos loses orthogonality (Paige 1976)
+    lam = np.concatenate([np.linspace(0, 1, 199), [30.0]])
+    op = DiagonalOperator(lam)
+    full = lanczos(op, 2, 80, generator=gen(0))
+    none = lanczos(op, 2, 80, generator=gen(0), reorth="none")
+    assert (full.orthogonality_loss < 100 * 80 * EPS).all()
+    assert (none.orthogonality_loss > 1e-3).all()
+    lean = lanczos(op, 2, 80, generator=gen(0), reorth="none", keep_basis=False)
+    assert lean.orthogonality_loss is None and lean.basis is None
+    np.testing.assert_allclose(lean.alphas, none.alphas, atol=1e-12)
+
+
+def test_float32_operator_with_float64_accumulation() -> None:
+    ks = path_laplacian(64)
+    op32 = ks.operator(dtype=torch.float32)
+    res = lanczos(op32, 2, 64, generator=gen(0))
+    assert res.basis.dtype == torch.float64
+    nodes, _ = res.quadrature()
+    # the operator rounds to float32: Ritz values are exact for a matrix within ~√n·eps32·‖A‖ of A
+    np.testing.assert_allclose(np.sort(nodes[0]), ks.eigenvalues, atol=50 * np.finfo(np.float32).eps * 4)
+    res32 = lanczos(op32, 2, 10, generator=gen(0), accumulate_dtype=None)
+    assert res32.basis.dtype == torch.float32
+
+
+class _NaNAfter(LinearOperator):
+    """Symmetric operator whose product becomes NaN at the given call (to test the non-finite check)."""
+
+    def __init__(self, n: int, bad_call: int) -> None:
+        super().__init__((n, n), torch.float64, "cpu", True)
+        self.calls, self.bad_call = 0, bad_call
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = 2.0 * V + V.roll(1, 0) + V.roll(-1, 0)
+        if self.calls == self.bad_call:
+            out[0, -1] = float("nan")
+        return out
+
+
+def test_error_inputs() -> None:
+    sym = DiagonalOperator(np.arange(1.0, 6.0))
+    cases = [
+        (lambda: lanczos(DenseOperator(np.ones((3, 4))), 1, 2, generator=gen(0)), ValueError,
+         r"Lanczos needs a square operator, got shape \(3, 4\)"),
+        (lambda: lanczos(DenseOperator(np.triu(np.ones((3, 3)))), 1, 2, generator=gen(0)), ValueError,
+         "Lanczos needs an operator declared symmetric"),
+        (lambda: lanczos(sym, 1, 6, generator=gen(0)), ValueError, r"steps must be <= n = 5 .*got 6"),
+        (lambda: lanczos(sym, 1, 0, generator=gen(0)), ValueError, "steps must be >= 1, got 0"),
+        (lambda: lanczos(sym, 1, 2.0, generator=gen(0)), TypeError, "steps must be an int, got float"),
+        (lambda: lanczos(sym, 1, 2, generator=gen(0), reorth="partial"), ValueError, "reorth must be one of"),
+        (lambda: lanczos(sym, 1, 2, generator=gen(0), probe="uniform"), ValueError, "probe must be one of"),
+        (lambda: lanczos(sym, 0, 2, generator=gen(0)), ValueError, "n_probes must be a positive int, got 0"),
+        (lambda: lanczos(sym, steps=2), ValueError, "give n_probes"),
+        (lambda: lanczos(sym, 1, 2, V0=np.ones((5, 1))), ValueError, "give either n_probes or V0, not both"),
+        (lambda: lanczos(sym, V0=np.ones((4, 1)), steps=2), ValueError, r"V0 must have shape \(5, k\)"),
+        (lambda: lanczos(sym, V0=np.zeros((5, 2)), steps=2), ValueError, r"columns \[0, 1\] are zero"),
+        (lambda: lanczos(sym, V0=np.full((5, 1), np.inf), steps=2), ValueError, "V0 must be finite"),
+        (lambda: lanczos(sym, 1, 2, generator=gen(0), keep_basis=False), ValueError, "reorth='full' needs the basis"),
+        (lambda: lanczos(sym, 1, 2, generator=np.random.default_rng(0)), TypeError,
+         "generator must be a torch.Generator or None, got Generator"),
+        (lambda: lanczos(_NaNAfter(8, 3), 2, 6, generator=gen(0)), ValueError,
+         r"operator product at Lanczos step 3 is not finite \(NaN or inf\) for probes \[1\]"),
+    ]
+    for fn, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            fn()

@@ -1,0 +1,245 @@
+"""Tests for numerics.slq: exactness, the Chen–Trogdon–Ubaru bound, statistics, functionals, persistence."""
+
+from __future__ import annotations
+
+import doctest
+import math
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import numerics.slq as slq_mod
+from numerics.operators import DenseOperator, DiagonalOperator
+from numerics.slq import Spectrum, ctu_parameters, pyhessian_sigma, slq
+from numerics.testing import goe, rotated_diagonal, spiked_wigner
+
+EPS = np.finfo(np.float64).eps
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(slq_mod, raise_on_error=False).failed == 0
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_m_equals_n_recovers_spectrum(dense: bool) -> None:
+    n = 50
+    rng = np.random.default_rng(0)
+    lam = np.sort(rng.uniform(-2, 3, n))
+    op = DenseOperator(rotated_diagonal(lam, rng).matrix) if dense else DiagonalOperator(lam)
+    s = slq(op, n, 4, generator=gen(0))
+    assert s.dim == n and s.n_probes == 4
+    for l in range(4):
+        np.testing.assert_allclose(np.sort(s.nodes[l]), lam, rtol=0, atol=1e-10)
+    # smooth functionals: per-probe value is qᵀf(A)q; for a Rademacher probe on a *diagonal* matrix
+    # q_i² = 1/n, so the estimate is exact; for the dense one it is a Hutchinson sample (tested below).
+    if not dense:
+        mean, _ = s.expect(np.sin)
+        assert abs(mean - np.sin(lam).mean()) < 1e-12
+
+
+def ctu_check(ks, seed: int, t: float = 0.1, eta: float = 0.01) -> None:
+    n = ks.n
+    m, nv = ctu_parameters(n, t, eta)
+    s = slq(ks.operator(), m, nv, generator=gen(seed), probe="gaussian")
+    spread = ks.eigenvalues[-1] - ks.eigenvalues[0]
+    w1 = s.wasserstein1(ks.eigenvalues)
+    # Chen–Trogdon–Ubaru 2021 Thm 1 (MATH.md §3): W1 ≤ t·(λmax − λmin) with probability ≥ 1 − η
+    assert w1 <= t * spread, (w1, t * spread)
+    # for L-Lipschitz f: |(1/n) tr f(A) − expect(f)| ≤ L·W1 ≤ L·t·spread
+    for f, L in [(np.sin, 1.0), (np.tanh, 1.0), (lambda x: np.exp(-(x**2)), math.sqrt(2 / math.e))]:
+        est, se = s.expect(f)
+        exact = f(ks.eigenvalues).mean()
+        assert abs(est - exact) <= L * w1 + 1e-12, f
+        assert abs(est - exact) <= L * t * spread
+        # the error is dominated by probe sampling, not quadrature: within 4 standard errors
+        assert abs(est - exact) <= 4 * se + 1e-12, (est, exact, se)
+
+
+def test_ctu_bound_goe() -> None:
+    ctu_check(goe(400, np.random.default_rng(1)), seed=1)
+
+
+def test_ctu_bound_spiked_wigner() -> None:
+    ks = spiked_wigner(400, [4.0, -3.0], np.random.default_rng(2))
+    ctu_check(ks, seed=2)
+    # and the outliers are found: the extreme nodes converge to the realisation's outliers
+    s = slq(ks.operator(), 60, 2, generator=gen(3))
+    assert abs(s.nodes.max() - ks.eigenvalues[-1]) < 1e-8
+    assert abs(s.nodes.min() - ks.eigenvalues[0]) < 1e-8
+
+
+def _cms_bound(s: Spectrum, x: float) -> float:
+    """Chebyshev–Markov–Stieltjes: per probe |F(x) − F_quad(x)| ≤ max weight of the two nodes around x."""
+    b = []
+    for l in range(s.n_probes):
+        keep = s.weights[l] > 0
+        th, w = s.nodes[l][keep], s.weights[l][keep]
+        order = np.argsort(th)
+        th, w = th[order], w[order]
+        j = np.searchsorted(th, x, side="right")
+        b.append(max(w[j - 1] if j > 0 else 0.0, w[j] if j < th.size else 0.0))
+    return float(np.mean(b))
+
+
+def test_goe_negative_mass() -> None:
+    ks = goe(800, np.random.default_rng(3))
+    s = slq(ks.operator(), 80, 20, generator=gen(4))
+    mass, se = s.negative_mass()
+    exact = float(np.mean(ks.eigenvalues < 0))
+    # sampling error: 3 standard errors; discretisation of an indicator: the CMS bound (one node weight)
+    assert abs(mass - exact) <= 3 * se + _cms_bound(s, 0.0), (mass, exact, se)
+    # GOE is symmetric in law: the realised fraction is ½ up to O(log n / n) rigidity, so 0.5 within 3 s.e.
+    assert abs(mass - 0.5) <= 3 * se + _cms_bound(s, 0.0) + abs(exact - 0.5)
+    assert abs(exact - 0.5) < 0.02 and se < 0.02  # the test is sharp enough to mean something
+
+
+def test_reorth_parity_for_densities() -> None:
+    # Without reorthogonalisation ghosts of the converged outlier appear (Paige 1976), but the Gauss rule of
+    # plain Lanczos still matches the true measure's low moments (Greenbaum 1989; Knizhnerman 1996), so
+    # smoothed densities agree. Same probes, so the difference is purely numerical.
+    ks = spiked_wigner(300, [5.0], np.random.default_rng(5))
+    full = slq(ks.operator(), 80, 4, generator=gen(6), reorth="full")
+    none = slq(ks.operator(), 80, 4, generator=gen(6), reorth="none")
+    grid = np.linspace(-3, 6, 901)
+    sigma = 0.15
+    d_full, d_none = full.density(grid, sigma), none.density(grid, sigma)
+    dx = grid[1] - grid[0]
+    l1 = np.sum(np.abs(d_full - d_none)) * dx
+    # Greenbaum (1989): finite-precision Lanczos is exact Lanczos on a matrix whose eigenvalues are spread over
+    # tiny intervals around those of A, so the smoothed densities differ by a perturbation of the nodes of
+    # order √eps·‖A‖ at worst (measured: ~5e-15 in L1). Tolerance 1e-6, far below the 4-probe sampling error.
+    assert l1 < 1e-6, l1
+    ghosts = np.sum((none.nodes > 5.0) & (none.weights > 0), axis=1)
+    assert ghosts.max() >= 2  # the ghosts really exist (so the parity is not vacuous)
+    assert np.sum((full.nodes > 5.0) & (full.weights > 0), axis=1).max() == 1
+
+
+def test_same_generator_identical_spectrum() -> None:
+    op = goe(100, np.random.default_rng(7)).operator()
+    a = slq(op, 20, 3, generator=gen(9))
+    b = slq(op, 20, 3, generator=gen(9))
+    np.testing.assert_array_equal(a.nodes, b.nodes)
+    np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_batched_vs_per_probe_spectrum() -> None:
+    from numerics.lanczos import draw_probes, lanczos
+
+    op = goe(120, np.random.default_rng(8)).operator()
+    V0 = draw_probes(120, 3, generator=gen(1))
+    batched = Spectrum.from_lanczos(lanczos(op, V0=V0, steps=25))
+    for l in range(3):
+        single = Spectrum.from_lanczos(lanczos(op, V0=V0[:, l : l + 1], steps=25))
+        np.testing.assert_allclose(single.nodes[0], batched.nodes[l], rtol=0, atol=1e-11)
+        np.testing.assert_allclose(single.weights[0], batched.weights[l], rtol=0, atol=1e-11)
+
+
+def test_density_normalised_and_semicircle() -> None:
+    ks = goe(600, np.random.default_rng(9))
+    s = slq(ks.operator(), 60, 8, generator=gen(2))
+    grid = np.linspace(-4, 4, 4001)
+    d = s.density(grid, 0.05)
+    # a mixture of unit-mass Gaussians: integral 1 up to the trapezoid error and the tails beyond ±4 (< 1e-12)
+    assert abs(np.trapezoid(d, grid) - 1.0) < 1e-6
+    # near the semicircle in L1 (smoothing + sampling + finite n: a loose sanity bound)
+    assert np.trapezoid(np.abs(d - ks.limit_density(grid)), grid) < 0.1
+
+
+def test_pyhessian_sigma_reproduces_pyhessian_kernel() -> None:
+    # Re-implementation of PyHessian 0.1's density_generate formula (variance = sigma_squared·max(1, range)).
+    rng = np.random.default_rng(10)
+    nodes = rng.uniform(-1, 4, (3, 10))
+    weights = rng.dirichlet(np.ones(10), size=3)
+    s = Spectrum(nodes, weights, 100)
+    sigma_squared, overhead = 1e-3, 0.01
+    lmax = np.mean(np.max(nodes, axis=1)) + overhead
+    lmin = np.mean(np.min(nodes, axis=1)) - overhead
+    var = sigma_squared * max(1, lmax - lmin)
+    grid = np.linspace(lmin, lmax, 20001)
+    ph = np.mean(
+        [
+            (np.exp(-((nodes[i][None, :] - grid[:, None]) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)) @ weights[i]
+            for i in range(3)
+        ],
+        axis=0,
+    )
+    ours = s.density(grid, s.pyhessian_sigma(sigma_squared, overhead))
+    np.testing.assert_allclose(ours, ph, rtol=1e-12, atol=1e-12)
+    assert pyhessian_sigma(1e-5, 0.0, 0.5) == math.sqrt(1e-5)  # range below 1: max(1, ·) keeps 1
+
+
+def test_cdf_and_wasserstein_against_scipy() -> None:
+    rng = np.random.default_rng(11)
+    s = Spectrum(rng.normal(size=(4, 7)), rng.dirichlet(np.ones(7), size=4), 30)
+    lam = rng.normal(size=30)
+    x, w = s.atoms()
+    ref = scipy.stats.wasserstein_distance(x, lam, u_weights=w)
+    assert abs(s.wasserstein1(lam) - ref) < 1e-12
+    other = Spectrum.from_eigenvalues(lam)
+    assert abs(s.wasserstein1(other) - ref) < 1e-12
+    assert abs(other.wasserstein1(s) - ref) < 1e-12
+    assert s.wasserstein1(s) == 0.0
+    pts = np.linspace(-3, 3, 13)
+    want = np.array([w[x <= p].sum() for p in pts])
+    np.testing.assert_allclose(s.cdf(pts), want, atol=1e-14)
+    assert s.cdf(100.0) == 1.0 and s.cdf(-100.0) == 0.0
+
+
+def test_save_load_roundtrip(tmp_path) -> None:
+    s = slq(goe(40, np.random.default_rng(12)).operator(), 10, 3, generator=gen(0))
+    for name in ("spec.npz", "spec.json"):
+        p = s.save(tmp_path / name)
+        t = Spectrum.load(p)
+        np.testing.assert_array_equal(t.nodes, s.nodes)
+        # Spectrum renormalises rows on construction (w / Σw), which may move the last bit once more
+        np.testing.assert_allclose(t.weights, s.weights, rtol=4 * EPS, atol=0)
+        assert t.dim == s.dim and t.exact == s.exact
+    assert s.save(tmp_path / "noext").name == "noext.npz"
+    assert sorted(os.listdir(tmp_path)) == ["noext.npz", "spec.json", "spec.npz"]  # no temporary files left
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="is not a prunelimit.Spectrum/1 JSON file"):
+        Spectrum.load(tmp_path / "bad.json")
+    np.savez(tmp_path / "bad.npz", nodes=np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="is not a prunelimit.Spectrum/1 npz file"):
+        Spectrum.load(tmp_path / "bad.npz")
+
+
+def test_plot() -> None:
+    s = Spectrum.from_eigenvalues([-1.0, 0.0, 2.0])
+    fig, ax = plt.subplots()
+    (line,) = s.plot(ax, sigma=0.1)
+    xd, yd = line.get_data()
+    assert np.diff(xd).max() <= 0.1 / 4 + 1e-12  # grid resolves the kernel
+    (line2,) = s.plot(ax)
+    assert line2.get_data()[1].max() == pytest.approx(1.0)
+    plt.close(fig)
+
+
+def test_error_inputs() -> None:
+    s = Spectrum.from_eigenvalues([0.0, 1.0])
+    op = DiagonalOperator(np.arange(4.0))
+    cases = [
+        (lambda: s.density(np.zeros(3), 0.0), ValueError, "sigma must be a finite positive number, got 0.0"),
+        (lambda: s.density(np.array([np.nan]), 1.0), ValueError, "grid must be finite"),
+        (lambda: s.density(np.zeros(3), "a"), TypeError, "sigma must be a real number, got str"),
+        (lambda: s.negative_mass(-1.0), ValueError, "tol must be a finite non-negative number, got -1.0"),
+        (lambda: s.wasserstein1([]), ValueError, "other must be a Spectrum or a non-empty finite array"),
+        (lambda: s.cdf(np.nan), ValueError, "x must not contain NaN"),
+        (lambda: pyhessian_sigma(1e-5, 1.0, 0.0), ValueError, "need finite lambda_min <= lambda_max"),
+        (lambda: ctu_parameters(10, 1.5, 0.1), ValueError, r"t must lie in \(0, 1\), got 1.5"),
+        (lambda: slq(op, 5, 1, generator=gen(0)), ValueError, r"steps must be <= n = 4"),
+        (lambda: slq(op, 2, 1, generator=None), TypeError, "generator must be a torch.Generator, got NoneType"),
+        (lambda: slq(DenseOperator(np.triu(np.ones((4, 4)))), 2, 1, generator=gen(0)), ValueError,
+         "Lanczos needs an operator declared symmetric"),
+    ]
+    for fn, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            fn()
