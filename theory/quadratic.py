@@ -52,9 +52,22 @@ class MagnitudeCurve:
     uncompensated: np.ndarray
     order: np.ndarray
 
-    def threshold(self, eps: float) -> int:
-        """Least ``k`` with ``Δ(T_k') ≤ ε`` for every ``k' ≥ k``."""
-        bad = np.nonzero(self.compensated > eps)[0]
+    def threshold(self, eps: float, *, median_window: int = 1) -> int:
+        """Least ``k`` with ``Δ(T_k') ≤ ε`` for every ``k' ≥ k``.
+
+        ``median_window > 1`` (odd) first applies a running median to ``Δ`` (our convention for indefinite
+        ``H``: where a leading block ``H_TT`` passes through a singular matrix the stationary value has an
+        isolated pole, one per negative eigenvalue, which the median removes). For PSD ``H`` the curve is
+        non-increasing and the window changes nothing but the ends.
+        """
+        d = self.compensated
+        if median_window > 1:
+            if median_window % 2 == 0:
+                raise ValueError(f"median_window must be odd, got {median_window!r}")
+            from scipy.ndimage import median_filter
+
+            d = median_filter(d, size=int(median_window), mode="nearest")
+        bad = np.nonzero(d > eps)[0]
         return 0 if bad.size == 0 else int(bad[-1] + 1)
 
 
