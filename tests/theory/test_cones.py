@@ -80,7 +80,7 @@ class TestEllipticCone:
         np.testing.assert_allclose(K.project(x), C.project(x), atol=1e-12)
         assert K.statistical_dimension() == pytest.approx(C.statistical_dimension(), abs=1e-12)
 
-    @settings(max_examples=10)
+    @settings(max_examples=6)
     @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 6))
     def test_matches_cvxpy(self, seed, n):
         rng = np.random.default_rng(seed)
@@ -134,3 +134,214 @@ class TestEllipticCone:
             K.project(np.zeros(2))
         with pytest.raises(ValueError, match="x must be finite, got NaN or inf"):
             K.project(np.array([np.nan, 0.0, 0.0]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# all cones: Moreau decomposition, cvxpy ground truth, δ(C) + δ(C°) = d
+# ---------------------------------------------------------------------------------------------------------
+def _cone_zoo():
+    rng = np.random.default_rng(11)
+    return {
+        "subspace": Subspace(rng.standard_normal((7, 3))),
+        "orthant": NonnegativeOrthant(6),
+        "circular-narrow": CircularCone(6, 0.3),
+        "circular-wide": CircularCone(5, 1.3),
+        "lorentz": LorentzCone(5),
+        "psd": PSDCone(3),
+        "l1": L1DescentCone(8, 3, signs=[1.0, -1.0, 1.0], support=[0, 4, 6]),
+        "l1-full-support": L1DescentCone(4, 4, signs=[1.0, -1.0, -1.0, 1.0]),
+        "l1-nonneg": L1DescentCone(7, 2, nonnegative=True, support=[1, 5]),
+        "linf": LinfDescentCone(6, 3, signs=[1.0, -1.0, 1.0]),
+        "nuclear": NuclearDescentCone(4, 3, 1),
+        "nuclear-r2": NuclearDescentCone(3, 4, 2),
+        "elliptic": EllipticCone([0.3, 1.0, 2.5, 4.0]),
+    }
+
+
+ZOO = _cone_zoo()
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_moreau_decomposition(name):
+    cone = ZOO[name]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, cone.ambient_dim)) * rng.exponential(size=(400, 1))
+    _moreau_check(cone, x, tol=1e-9)
+    # batched shapes: (..., d)
+    x3 = x[:12].reshape(3, 4, cone.ambient_dim)
+    np.testing.assert_allclose(cone.project(x3), cone.project(x[:12]).reshape(3, 4, -1), atol=1e-12)
+    assert cone.project(x[0]).shape == (cone.ambient_dim,)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_projection_matches_cvxpy(name):
+    cone = ZOO[name]
+    ref = CvxpyCone.from_cone(cone)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, cone.ambient_dim))
+    np.testing.assert_allclose(cone.project(x), ref.project(x), atol=CVX_TOL)
+    assert ref.statuses == ["optimal"] * 4
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_polar_projection_matches_cvxpy_of_polar_where_closed(name):
+    """Where the polar has a closed-form description, project onto it independently with cvxpy."""
+    cone = ZOO[name]
+    polar = cone.polar()
+    if isinstance(polar, PolarCone):
+        pytest.skip("polar given by Moreau only (checked in test_moreau_decomposition)")
+    ref = CvxpyCone.from_cone(polar)
+    x = np.random.default_rng(5).standard_normal((3, cone.ambient_dim))
+    np.testing.assert_allclose(polar.project(x), ref.project(x), atol=CVX_TOL)
+    assert ref.statuses == ["optimal"] * 3
+
+
+@pytest.mark.parametrize(
+    "cone",
+    [Subspace.coordinate(9, 4), NonnegativeOrthant(7), CircularCone(12, 0.4), LorentzCone(9), PSDCone(4),
+     LinfDescentCone(10, 3), EllipticCone(np.full(6, 2.0))],
+    ids=repr,
+)
+def test_statdim_of_polar_closed_forms(cone):
+    """δ(C) + δ(C°) = d with both sides from closed forms (polar built independently where possible)."""
+    assert cone.statistical_dimension() + cone.polar().statistical_dimension() == pytest.approx(
+        cone.ambient_dim, abs=1e-10
+    )
+    if isinstance(cone, PSDCone):
+        return  # intrinsic volumes of the PSD cone are not implemented
+    v, vp = cone.intrinsic_volumes(), cone.polar().intrinsic_volumes()
+    np.testing.assert_allclose(vp, v[::-1], atol=1e-13)
+    assert v.sum() == pytest.approx(1.0, abs=1e-12) and np.all(v >= 0)
+
+
+def test_cvxpy_cone_from_constraints_and_status():
+    import cvxpy as cp
+
+    # the cone {x : x1 ≥ |x2|} in R^2 described directly; projection of (0, 1) is (1/2, 1/2)
+    cone = CvxpyCone(2, lambda v: [v[0] >= cp.abs(v[1])])
+    np.testing.assert_allclose(cone.project(np.array([0.0, 1.0])), [0.5, 0.5], atol=1e-6)
+    assert cone.statuses == ["optimal"]
+    with pytest.raises(ValueError, match="solver must be one of the installed cvxpy solvers"):
+        CvxpyCone(2, lambda v: [v >= 0], solver="NOPE")
+    with pytest.raises(TypeError, match="constraints must be callable"):
+        CvxpyCone(2, [1, 2])
+    infeasible = CvxpyCone(2, lambda v: [v >= 1, v <= -1])
+    with pytest.raises(RuntimeError, match="returned status 'infeasible' projecting row 0"):
+        infeasible.project(np.zeros(2))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# closed forms and MATH.md §1 anchors (1e-6)
+# ---------------------------------------------------------------------------------------------------------
+def test_circular_intrinsic_volume_anchor():
+    v = circular_intrinsic_volumes(4, math.pi / 4)
+    np.testing.assert_allclose(v, [0.09084506, 0.25, 0.31830989, 0.25, 0.09084506], atol=1e-8)
+    assert float(np.arange(5) @ v) == pytest.approx(2.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "d, alpha, delta",
+    [(10, math.pi / 8, 2.123580), (10, math.pi / 6, 2.983547), (50, math.pi / 6, 12.999991),
+     (100, math.pi / 8, 15.351764), (1000, math.pi / 6, 250.500000)],
+)
+def test_circular_statdim_table(d, alpha, delta):
+    C = CircularCone(d, alpha)
+    assert C.statistical_dimension() == pytest.approx(delta, abs=1e-6)
+    assert C.intrinsic_volumes().sum() == pytest.approx(1.0, abs=1e-12)
+    # exponentially accurate asymptotic form once d is moderate (ALMT Prop. 3.4)
+    if d >= 50:
+        assert C.statistical_dimension_asymptotic() == pytest.approx(delta, abs=1e-5)
+
+
+def test_lorentz_and_orthant_closed_forms():
+    for d in (2, 3, 10, 51):
+        assert LorentzCone(d).statistical_dimension() == d / 2
+        assert float(np.arange(d + 1) @ CircularCone(d, math.pi / 4).intrinsic_volumes()) == pytest.approx(d / 2)
+        v = NonnegativeOrthant(d).intrinsic_volumes()
+        np.testing.assert_allclose(v, [math.comb(d, k) / 2**d for k in range(d + 1)], rtol=1e-12)
+
+
+def test_svec_is_an_isometry():
+    rng = np.random.default_rng(6)
+    A, B = rng.standard_normal((2, 5, 5))
+    A, B = A + A.T, B + B.T
+    assert float(svec(A) @ svec(B)) == pytest.approx(float(np.trace(A @ B)), rel=1e-12)
+    np.testing.assert_allclose(smat(svec(A)), A, atol=1e-14)
+    assert svec(A).shape == (15,)
+    P = PSDCone(5)
+    lam = np.linalg.eigvalsh(smat(P.project(svec(A))))
+    assert lam.min() >= -1e-12
+
+
+def test_nuclear_asymptotic_formula():
+    # r = m = n: D° is the ray through I, δ = d − 1 exactly (a half-space ... minus: ray polar)
+    assert nuclear_statdim_asymptotic(3, 3, 3) == 8.0
+    # symmetric in (m, n)
+    assert nuclear_statdim_asymptotic(20, 30, 4) == pytest.approx(nuclear_statdim_asymptotic(30, 20, 4), rel=1e-12)
+    val = NuclearDescentCone(60, 60, 5).statistical_dimension_asymptotic()
+    assert 0 < val < 3600
+
+
+def test_l1_descent_at_point():
+    x = np.array([0.0, 2.0, 0.0, -1.0, 0.0])
+    D = L1DescentCone.at(x)
+    np.testing.assert_array_equal(D.support, [1, 3])
+    np.testing.assert_array_equal(D.signs, [1.0, -1.0])
+    # x itself shrinks under −x direction: −x ∈ D (‖x − x‖₁ ≤ ‖x‖₁)
+    assert D.contains(-x)[()]
+    assert not D.contains(x)[()]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# error-input table
+# ---------------------------------------------------------------------------------------------------------
+ERROR_CASES = [
+    (lambda: NonnegativeOrthant(0), ValueError, r"d must be an integer >= 1, got 0"),
+    (lambda: NonnegativeOrthant(-3), ValueError, r"d must be an integer >= 1, got -3"),
+    (lambda: NonnegativeOrthant(2.5), TypeError, r"d must be an integer, got 2\.5"),
+    (lambda: NonnegativeOrthant(True), TypeError, r"d must be an integer, got True"),
+    (lambda: CircularCone(1, 0.5), ValueError, r"d must be an integer >= 2, got 1"),
+    (lambda: CircularCone(5, 0.0), ValueError, r"alpha must lie in the open interval \(0, pi/2\), got alpha=0\.0"),
+    (lambda: CircularCone(5, math.pi / 2), ValueError, r"alpha must lie in the open interval \(0, pi/2\)"),
+    (lambda: CircularCone(5, -0.1), ValueError, r"alpha=-0\.1"),
+    (lambda: CircularCone(5, float("nan")), ValueError, r"alpha=nan"),
+    (lambda: CircularCone(5, "x"), TypeError, r"alpha must be a real number, got 'x'"),
+    (lambda: PSDCone(0), ValueError, r"n must be an integer >= 1, got 0"),
+    (lambda: L1DescentCone(5, 6), ValueError, r"s must satisfy 1 <= s <= d, got s=6, d=5"),
+    (lambda: L1DescentCone(5, 0), ValueError, r"s must be an integer >= 1, got 0"),
+    (lambda: L1DescentCone(5, 2, signs=[1.0, 0.5]), ValueError, r"signs must be an array of 2 entries equal to \+1 or -1"),
+    (lambda: L1DescentCone(5, 2, support=[0, 0]), ValueError, r"support must be 2 distinct indices in \[0, 5\)"),
+    (lambda: L1DescentCone(5, 1, nonnegative=True, signs=[-1.0]), ValueError, "signs must all be \\+1 for the nonnegative"),
+    (lambda: L1DescentCone.at(np.zeros(3)), ValueError, r"x must be nonzero"),
+    (lambda: L1DescentCone.at([1.0, -1.0], nonnegative=True), ValueError, r"x must be non-negative .* got min -1\.0"),
+    (lambda: L1DescentCone.at([1.0, np.inf]), ValueError, r"x must be finite"),
+    (lambda: LinfDescentCone(4, 5), ValueError, r"k must satisfy 1 <= k <= d, got k=5, d=4"),
+    (lambda: NuclearDescentCone(3, 4, 4), ValueError, r"r must satisfy 1 <= r <= min\(m, n\), got r=4, m=3, n=4"),
+    (lambda: nuclear_statdim_asymptotic(3, 4, 0), ValueError, r"r must be an integer >= 1, got 0"),
+    (lambda: Subspace(np.ones((3, 2))), ValueError, r"basis must have full column rank"),
+    (lambda: Subspace(np.ones((2, 3))), ValueError, r"basis must have at most d columns, got shape \(2, 3\)"),
+    (lambda: Subspace(np.ones(3)), ValueError, r"basis must be a \(d, k\) array"),
+    (lambda: Subspace.coordinate(3, 4), ValueError, r"k must satisfy 1 <= k <= d, got k=4, d=3"),
+    (lambda: NonnegativeOrthant(3).project(np.zeros((2, 4))), ValueError, r"x must have shape \(\.\.\., 3\)"),
+    (lambda: NonnegativeOrthant(3).project(5.0), ValueError, r"got shape \(\)"),
+    (lambda: NonnegativeOrthant(3).project([1.0, np.nan, 0.0]), ValueError, r"x must be finite, got NaN or inf"),
+    (lambda: NonnegativeOrthant(3).project([1.0, -np.inf, 0.0]), ValueError, r"x must be finite"),
+    (lambda: NonnegativeOrthant(3).project(["a", "b", "c"]), TypeError, r"x must be a real numeric array"),
+    (lambda: CircularCone(3, 0.5).sq_norm_projection(np.zeros(2)), ValueError, r"x must have shape \(\.\.\., 3\)"),
+    (lambda: smat(np.zeros(4)), ValueError, r"triangular number n\(n\+1\)/2, got 4"),
+    (lambda: svec(np.zeros((2, 3))), ValueError, r"S must have shape \(\.\.\., n, n\), got \(2, 3\)"),
+    (lambda: PolarCone("orthant"), TypeError, r"cone must be a Cone, got str"),
+    (lambda: EllipticCone([1.0]).statistical_dimension_bounds() and EllipticCone([np.nan]), ValueError, "slopes must be finite"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(ERROR_CASES)))
+def test_error_inputs(case):
+    fn, exc, msg = ERROR_CASES[case]
+    with pytest.raises(exc, match=msg):
+        fn()
+
+
+def test_intrinsic_volumes_not_known_message():
+    with pytest.raises(NotImplementedError, match="L1DescentCone: intrinsic volumes are not known in closed form"):
+        L1DescentCone(5, 2).intrinsic_volumes()
