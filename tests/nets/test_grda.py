@@ -313,7 +313,7 @@ def test_closure_returns_loss():
 
     l1 = opt.step(closure)
     l2 = opt.step(closure)
-    assert torch.is_tensor(l1) and float(l2) < float(l1)
+    assert torch.is_tensor(l1) and float(l2.detach()) < float(l1.detach())
 
 
 def test_mu_outside_range_warns_but_runs():
