@@ -1,0 +1,139 @@
+"""The exact quadratic oracle: Schur complement vs inverse vs direct minimisation, LDLᵀ fast path vs the
+bisection reference, singular and indefinite H, the cone over the ellipsoid (exact MC vs cvxpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numerics.testing import haar_orthogonal
+from theory.quadratic import QuadraticModel
+
+
+def _rotated(lam, rng):
+    Q = haar_orthogonal(lam.size, rng)
+    H = (Q * lam) @ Q.T
+    return 0.5 * (H + H.T)
+
+
+@pytest.fixture(scope="module")
+def pd_model():
+    rng = np.random.default_rng(0)
+    n = 120
+    return QuadraticModel(_rotated(rng.exponential(1.0, n), rng), 0.1 * rng.laplace(size=n))
+
+
+def test_schur_equals_inverse_and_direct_minimisation(pd_model):
+    m = pd_model
+    rng = np.random.default_rng(1)
+    for k in (0, 7, 60, 119):
+        T = m.magnitude_support(k)
+        schur = m.compensated_increase(T)
+        inv = m.compensated_increase(T, method="inverse")
+        w = m.compensated_weights(T)
+        assert np.all(w[~T] == 0)
+        direct = m.loss_increase(w)
+        # tolerance: solves of a matrix with condition ≲ 1e4, c·n·eps·κ relative
+        assert schur == pytest.approx(inv, rel=1e-8, abs=1e-12)
+        assert schur == pytest.approx(direct, rel=1e-8, abs=1e-12)
+        # any other compensation is worse
+        w2 = w.copy()
+        w2[T] += 1e-3 * rng.standard_normal(int(T.sum()))
+        assert m.loss_increase(w2) >= direct - 1e-12
+        assert m.uncompensated_increase(T) >= schur - 1e-12
+
+
+def test_ldl_curve_matches_schur_and_bisection(pd_model):
+    m = pd_model
+    curve = m.magnitude_curve()
+    for k in (0, 3, 50, 100, 120):
+        T = m.magnitude_support(k)
+        assert curve.compensated[k] == pytest.approx(m.compensated_increase(T), rel=1e-8, abs=1e-13)
+        assert curve.uncompensated[k] == pytest.approx(m.uncompensated_increase(T), rel=1e-10, abs=1e-13)
+    assert np.all(np.diff(curve.compensated) <= 1e-12)  # non-increasing for PSD H
+    for eps in (1e-3, 0.05, 1.0):
+        a, b = m.magnitude_threshold(eps), m.magnitude_threshold(eps, method="bisect")
+        assert a.k == b.k and a.monotone
+        assert a.delta <= eps and (a.k == 0 or m.compensated_increase(m.magnitude_support(a.k - 1)) > eps)
+        assert b.evaluations <= int(np.ceil(np.log2(m.N))) + 2
+
+
+def test_singular_psd_uses_pseudo_inverse():
+    rng = np.random.default_rng(2)
+    n = 80
+    lam = np.concatenate([np.zeros(n // 2), rng.exponential(2.0, n - n // 2)])
+    m = QuadraticModel(_rotated(lam, rng), 0.1 * rng.laplace(size=n))
+    curve = m.magnitude_curve()
+    for k in (10, 30, 39, 45, 70):
+        T = m.magnitude_support(k)
+        ref = m.compensated_increase(T)
+        assert curve.compensated[k] == pytest.approx(ref, abs=1e-9 * curve.compensated[0])
+        assert m.loss_increase(m.compensated_weights(T)) == pytest.approx(ref, abs=1e-9 * curve.compensated[0])
+    # once |T| reaches the rank, the kept coordinates span range(H): zero increase
+    assert abs(curve.compensated[n // 2 + 2]) <= 1e-9 * curve.compensated[0]
+    with pytest.raises(ValueError, match="singular"):
+        m.compensated_increase(m.magnitude_support(10), method="inverse")
+
+
+def test_indefinite_stationary_value_and_median_threshold():
+    rng = np.random.default_rng(3)
+    n = 150
+    lam = rng.exponential(1.0, n)
+    lam[rng.choice(n, 8, replace=False)] *= -1
+    m = QuadraticModel(_rotated(lam, rng), 0.1 * rng.laplace(size=n))
+    curve = m.magnitude_curve()
+    for k in (20, 80, 140):
+        T = m.magnitude_support(k)
+        ref = m.compensated_increase(T)
+        assert curve.compensated[k] == pytest.approx(ref, rel=1e-6, abs=1e-10)
+        # stationary: the gradient of the loss in the kept coordinates vanishes
+        w = m.compensated_weights(T)
+        grad = m.H @ (w - m.w_star)
+        assert np.max(np.abs(grad[T])) <= 1e-8 * np.max(np.abs(m.H)) * np.max(np.abs(m.w_star))
+    k_raw = curve.threshold(0.05)
+    k_med = curve.threshold(0.05, median_window=5)
+    assert 0 <= k_med <= n and 0 <= k_raw <= n
+    with pytest.raises(ValueError, match="odd"):
+        curve.threshold(0.05, median_window=4)
+
+
+def test_cone_statistical_dimension_mc_vs_cvxpy():
+    rng = np.random.default_rng(4)
+    n = 6
+    M = rng.standard_normal((n, n))
+    H = M @ M.T + 0.5 * np.eye(n)
+    m = QuadraticModel(H, rng.standard_normal(n))
+    T = m.magnitude_support(2)
+    eps = 0.05
+    slopes, U = m.cone_basis(T, eps)
+    assert slopes.shape == (n - 1,) and np.allclose(U.T @ U, np.eye(n), atol=1e-10)
+    # projections agree (cvxpy at solver tolerance ~1e-6)
+    for _ in range(5):
+        x = rng.standard_normal(n)
+        assert np.allclose(m.cone_projection(T, eps, x), m.cone_projection_cvxpy(T, eps, x), atol=1e-5)
+    mc, se = m.cone_statistical_dimension(T, eps, 20000, np.random.default_rng(5))
+    cv, se_cv = m.cone_statistical_dimension(T, eps, 60, np.random.default_rng(6), method="cvxpy")
+    # independent estimates: agree within 4 combined standard errors
+    assert abs(mc - cv) <= 4 * np.hypot(se, se_cv)
+    # the pruned point already feasible: K is the whole space
+    assert m.cone_statistical_dimension(m.magnitude_support(n - 1), 1e6, 10, rng) == (float(n), 0.0)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="square"):
+        QuadraticModel(np.ones((2, 3)), np.ones(2))
+    with pytest.raises(ValueError, match="symmetric"):
+        QuadraticModel(np.array([[1.0, 2.0], [0.0, 1.0]]), np.ones(2))
+    with pytest.raises(ValueError, match="length N=2"):
+        QuadraticModel(np.eye(2), np.ones(3))
+    with pytest.raises(ValueError, match="finite"):
+        QuadraticModel(np.array([[np.nan, 0.0], [0.0, 1.0]]), np.ones(2))
+    m = QuadraticModel(np.eye(3), np.ones(3))
+    with pytest.raises(ValueError, match="eps must be a positive"):
+        m.magnitude_threshold(0.0)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        m.magnitude_support(4)
+    with pytest.raises(ValueError, match="method must be"):
+        m.compensated_increase([0], method="qr")
+    with pytest.raises(ValueError, match="positive definite"):
+        QuadraticModel(np.diag([1.0, 0.0]), np.ones(2)).cone_basis([0], 0.1)
