@@ -243,3 +243,87 @@ def test_error_inputs() -> None:
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):
             fn()
+
+
+# -- top-k deflation ---------------------------------------------------------------------------------------
+def _spiked(seed: int = 20):
+    return spiked_wigner(300, [25.0, 15.0, -12.0], np.random.default_rng(seed))
+
+
+def test_deflated_weights_combine_exactly_for_polynomials() -> None:
+    # With deflated Ritz pairs (θ_i, u_i) and q = Pz/‖Pz‖, each probe's rule must give
+    # (1/n) Σ θ_i^p + ((n−k)/n) qᵀ(PAP)^p q exactly for p ≤ 2m − 1.
+    from numerics.eigs import eigs
+    from numerics.lanczos import draw_probes
+
+    ks = _spiked()
+    n, k, m = ks.n, 3, 5
+    g = gen(1)
+    s = slq_mod.slq_deflated(ks.operator(), k, m, 2, generator=g)
+    # replay the same random stream: eigs first, then the probes
+    g2 = gen(1)
+    top = eigs(ks.operator(), k, which="LM", generator=g2)
+    U = top.eigenvectors.numpy()
+    Z = draw_probes(n, 2, generator=g2).numpy()
+    P = np.eye(n) - U @ U.T
+    PAP = P @ ks.matrix @ P
+    for l in range(2):
+        q = P @ (P @ Z[:, l])
+        q /= np.linalg.norm(q)
+        for p in range(2 * m):
+            want = np.sum(top.eigenvalues**p) / n + (n - k) / n * (q @ np.linalg.matrix_power(PAP, p) @ q)
+            got = s.per_probe(lambda x, p=p: x**p)[l]
+            # |moments| ≤ 25^p: relative rounding c·p·eps
+            assert abs(got - want) <= 1e3 * EPS * max(1.0, 25.0**p), (l, p, got, want)
+    assert s.weights.sum(axis=1) == pytest.approx(np.ones(2))
+
+
+def test_deflated_m_equals_rest_recovers_spectrum() -> None:
+    ks = _spiked(21)
+    n, k = ks.n, 3
+    s = slq(ks.operator(), n - k, 2, generator=gen(2), deflate=k)
+    for l in range(2):
+        np.testing.assert_allclose(np.sort(s.nodes[l]), ks.eigenvalues, rtol=0, atol=1e-10)
+    # exact spectrum ⇒ W1 is only the weight fluctuation of the one-probe rule, small
+    assert s.wasserstein1(ks.eigenvalues) < 0.1
+
+
+def test_deflation_tightens_the_ctu_guarantee_for_sharp_functionals() -> None:
+    # CTU on the rest: W1(rest) ≤ t·(range of the rest); deflation removes the outliers from that range.
+    ks = _spiked(22)
+    n, k, t, eta = ks.n, 3, 0.1, 0.01
+    m, nv = ctu_parameters(n - k, t, eta)
+    from numerics.eigs import eigs
+
+    s = slq(ks.operator(), m, nv, generator=gen(3), probe="gaussian", deflate=k)
+    res = eigs(ks.operator(), k, which="LM", generator=gen(3))  # the same stream start: same eigenpairs
+    rest = np.sort(np.setdiff1d(ks.eigenvalues, ks.eigenvalues[np.argsort(-np.abs(ks.eigenvalues))[:k]]))
+    full_range = ks.eigenvalues[-1] - ks.eigenvalues[0]
+    # Weyl: the deflated pairs perturb the measure by ≤ ‖R‖₂ ≤ ‖R‖_F; the rest carries mass (n−k)/n
+    bound = (n - k) / n * t * (rest[-1] - rest[0]) + np.linalg.norm(res.residuals)
+    w1 = s.wasserstein1(ks.eigenvalues)
+    assert w1 <= bound, (w1, bound)
+    assert bound < 0.25 * t * full_range  # the guarantee is >4× tighter than without deflation
+    # a sharp, bounded functional of the pruning type (MATH.md §2): f(λ) = 2ε/(2ε + |λ| R²) with ε = 1e-3, R = 1
+    eps_, R2 = 1e-3, 1.0
+    f = lambda x: 2 * eps_ / (2 * eps_ + np.abs(x) * R2)  # noqa: E731
+    L = R2 / (2 * eps_)  # Lipschitz constant of f
+    est, se = s.expect(f)
+    exact = f(ks.eigenvalues).mean()
+    assert abs(est - exact) <= L * w1
+    assert abs(est - exact) <= 4 * se + 0.01, (est, exact, se)
+
+
+def test_deflated_error_inputs() -> None:
+    op = DiagonalOperator(np.arange(6.0))
+    cases = [
+        (lambda: slq(op, 2, 1, generator=gen(0), deflate=6), ValueError, "deflate must be an int with 1 <= k < n = 6"),
+        (lambda: slq(op, 5, 1, generator=gen(0), deflate=2), ValueError,
+         r"steps must be an int in \[1, n - k = 4\] after deflating k = 2, got 5"),
+        (lambda: slq_mod.slq_deflated(DenseOperator(np.triu(np.ones((4, 4)))), 1, 2, 1, generator=gen(0)),
+         ValueError, "slq_deflated needs a square operator declared symmetric"),
+        (lambda: slq(op, 2, 0, generator=gen(0), deflate=1), ValueError, "n_probes must be a positive int, got 0"),
+    ]
+    for fn, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            fn()
