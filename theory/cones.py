@@ -1027,8 +1027,10 @@ class CvxpyCone(Cone):
 
     ``constraints(v)`` returns a list of cvxpy constraints on the vector variable ``v`` (length ``d``). The
     problem is built once with ``x`` as a parameter (DPP) and re-solved per row with ``solver``
-    (default CLARABEL, an interior-point QP/SOCP/SDP solver). Every solve's status is checked: anything but
-    ``optimal`` raises ``RuntimeError`` (set ``allow_inaccurate=True`` to accept ``optimal_inaccurate``).
+    (default CLARABEL, an interior-point QP/SOCP/SDP solver). Every solve's status is checked: a
+    non-optimal status is retried on freshly compiled equivalent problems (objective scaled by ½; then SCS at
+    ``eps = 1e-10``), counted in ``retries``; if none is ``optimal`` a ``RuntimeError`` is raised (set
+    ``allow_inaccurate=True`` to accept ``optimal_inaccurate``). Final statuses are kept in ``statuses``.
     Accuracy is the solver's: CLARABEL's default tolerances (``1e-8`` on the objective gap) give points to
     about ``√(2·1e-8) ≈ 1e-4`` (strong convexity: ``‖v − v*‖² ≤ 2·gap``), ``1e-5`` typically; tighter
     tolerances (``1e-9``) make CLARABEL report ``optimal_inaccurate`` on some small SOCPs; this class is the slow,
@@ -1056,12 +1058,20 @@ class CvxpyCone(Cone):
         self.solver_options = dict(solver_options or {})
         self.allow_inaccurate = bool(allow_inaccurate)
         self.name = name
-        self._v = cp.Variable(self.ambient_dim)
-        self._x = cp.Parameter(self.ambient_dim)
-        cons = list(constraints(self._v))
-        self._problem = cp.Problem(cp.Minimize(cp.sum_squares(self._v - self._x)), cons)
-        #: statuses of every solve so far, and the number of solves
+        self._constraints = constraints
+        self._v, self._x, self._problem = self._build()
+        #: final status of every projection so far
         self.statuses: list[str] = []
+        #: how many solves were repeated on a freshly built problem after a non-optimal status
+        self.retries = 0
+
+    def _build(self, weight: float = 1.0):
+        import cvxpy as cp
+
+        v = cp.Variable(self.ambient_dim)
+        x = cp.Parameter(self.ambient_dim)
+        problem = cp.Problem(cp.Minimize(weight * cp.sum_squares(v - x)), list(self._constraints(v)))
+        return v, x, problem
 
     @classmethod
     def from_cone(cls, cone: Cone, **kwargs: Any) -> "CvxpyCone":
@@ -1079,11 +1089,30 @@ class CvxpyCone(Cone):
             self._x.value = row
             self._problem.solve(solver=self.solver, **self.solver_options)
             status = self._problem.status
+            value = self._v.value
+            if status not in ok:
+                # CLARABEL occasionally reports optimal_inaccurate on an (often already accurate) point; retry
+                # on freshly compiled equivalent problems: the objective scaled by ½, then SCS at tight eps
+                for weight, solver, opts in self._fallbacks():
+                    self.retries += 1
+                    v, xp, prob = self._build(weight)
+                    xp.value = row
+                    prob.solve(solver=solver, **opts)
+                    status, value = prob.status, v.value
+                    if status in ok:
+                        break
             self.statuses.append(status)
             if status not in ok:
                 raise RuntimeError(f"cvxpy solver {self.solver} returned status {status!r} projecting row {i}")
-            out[i] = self._v.value
+            out[i] = value
         return out.reshape(x.shape)
+
+    def _fallbacks(self):
+        import cvxpy as cp
+
+        yield 0.5, self.solver, self.solver_options
+        if "SCS" in cp.installed_solvers():
+            yield 1.0, "SCS", {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iters": 200_000}
 
     def _contains(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
         return np.linalg.norm(x - self._project(x), axis=-1) <= tol

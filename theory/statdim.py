@@ -208,7 +208,7 @@ def _check_rho(rho: Any) -> np.ndarray:
         raise TypeError(f"rho must be a real number or array, got {type(rho).__name__}") from None
     if np.any(~np.isfinite(r)) or np.any((r < 0) | (r > 1)):
         bad = r[~(np.isfinite(r) & (r >= 0) & (r <= 1))].ravel()[0]
-        raise ValueError(f"rho must lie in [0, 1] (a sparsity fraction s/d), got rho={bad!r}")
+        raise ValueError(f"rho must lie in [0, 1] (a sparsity fraction s/d), got rho={float(bad)!r}")
     return r
 
 

@@ -61,7 +61,7 @@ def chi_mean(k: Any) -> Any:
         raise TypeError(f"k must be a positive number or array, got {type(k).__name__}") from None
     if np.any(~np.isfinite(kk)) or np.any(kk <= 0):
         bad = kk[~(np.isfinite(kk) & (kk > 0))].ravel()[0]
-        raise ValueError(f"k must be positive and finite, got k={bad!r}")
+        raise ValueError(f"k must be positive and finite, got k={float(bad)!r}")
     out = math.sqrt(2.0) * np.exp(special.gammaln((kk + 1) / 2) - special.gammaln(kk / 2))
     return float(out) if out.ndim == 0 else out
 
