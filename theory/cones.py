@@ -31,6 +31,7 @@ array([1., 0., 3.])
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -1087,7 +1088,10 @@ class CvxpyCone(Cone):
         ok = {cp.OPTIMAL} | ({cp.OPTIMAL_INACCURATE} if self.allow_inaccurate else set())
         for i, row in enumerate(flat):
             self._x.value = row
-            self._problem.solve(solver=self.solver, **self.solver_options)
+            with warnings.catch_warnings():
+                # "Solution may be inaccurate": the status is checked (and retried) below
+                warnings.simplefilter("ignore", UserWarning)
+                self._problem.solve(solver=self.solver, **self.solver_options)
             status = self._problem.status
             value = self._v.value
             if status not in ok:
@@ -1097,7 +1101,9 @@ class CvxpyCone(Cone):
                     self.retries += 1
                     v, xp, prob = self._build(weight)
                     xp.value = row
-                    prob.solve(solver=solver, **opts)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)
+                        prob.solve(solver=solver, **opts)
                     status, value = prob.status, v.value
                     if status in ok:
                         break
