@@ -53,7 +53,8 @@ def test_chi_mean():
     lam = chi_mean(k)
     assert np.all(k / np.sqrt(k + 1) < lam) and np.all(lam < np.sqrt(k))
     # huge k: λ_k = √k (1 − 1/(4k) + …), finite and correct to rounding (Γ ratios would overflow)
-    assert chi_mean(1e12) == pytest.approx(1e6, rel=1e-12)
+    assert chi_mean(1e12) == pytest.approx(1e6 * (1 - 1 / 4e12), rel=1e-14)
+    assert chi_mean(np.array([200.0, 201.0])) == pytest.approx([stats.chi(200).mean(), stats.chi(201).mean()], rel=1e-11)
 
 
 def test_sparse_width():
