@@ -1,0 +1,183 @@
+"""Benchmark: gRDA optimizer step time on ResNet18-sized parameter lists (issue 6, requirement 8).
+
+Peers, measured in the same run on the same tensors:
+
+* ``torch.optim.SGD(foreach=True)`` without momentum (the cost floor: one fused add per tensor) and with
+  momentum 0.9 (the usual training setting), target: gRDA ≤ 1.3× plain SGD;
+* the authors' update rule written in their style (``ResNet50-ImageNet/grda_pytorch.py`` semantics: float32
+  running threshold tensor and a CPU iteration counter per parameter, ``torch.pow`` on 1-element tensors,
+  ``sign(a)·clamp(|a| − T, 0)``), target: ours ≥ 2× faster.
+
+Accuracy is asserted before timing: our step equals a float64 reference of the authors' rule to float32
+rounding, the authors'-style peer agrees with ours, and SGD equals gRDA with ``c = 0`` bit for bit.
+Cost per step in memory passes (model-independent): SGD reads p, g and writes p (3 streams); gRDA reads a, g,
+writes a, then reads a, writes p (5 streams): ≥ 5/3 of SGD for any unfused implementation on a
+bandwidth-bound machine. A gRDA step uses no gradient evaluations beyond the one SGD uses.
+
+Usage: ``python bench/grda.py [--quick] [--threads N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from nets.grda import GRDA
+
+
+def resnet18_cifar_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
+    """Parameter shapes of a CIFAR ResNet18 (He et al. 2016 with a 3×3 stem, as in the pruning-limit paper's
+    code): 62 tensors, 11 173 962 parameters."""
+    shapes: list[tuple[int, ...]] = [(64, 3, 3, 3), (64,), (64,)]
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for b in range(2):
+            s = stride if b == 0 else 1
+            shapes += [(cout, cin, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
+            if s != 1 or cin != cout:
+                shapes += [(cout, cin, 1, 1), (cout,), (cout,)]
+            cin = cout
+    shapes += [(num_classes, 512), (num_classes,)]
+    return shapes
+
+
+class AuthorsGRDA(torch.optim.Optimizer):
+    """The authors' update rule in their style (a peer for timing only; written from MATH.md §4's description
+    of their code): per-parameter 1-element float32 counter and threshold on the CPU, the threshold increment
+    recomputed with ``torch.pow`` every step, the soft threshold as ``sign·clamp``."""
+
+    def __init__(self, params, lr, c, mu):
+        super().__init__(params, dict(lr=lr, c=c, mu=mu))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, c, mu = group["lr"], group["c"], group["mu"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if "iter_num" not in st:
+                    st["iter_num"] = torch.zeros(1)
+                    st["accumulator"] = p.detach().clone()
+                    st["l1_accumulation"] = torch.zeros(1)
+                n, a, T = st["iter_num"], st["accumulator"], st["l1_accumulation"]
+                n.add_(1)
+                a.add_(p.grad, alpha=-lr)
+                lr_t = torch.tensor(lr)
+                T += c * torch.pow(lr_t, mu + 0.5) * torch.pow(n, mu) - c * torch.pow(lr_t, mu + 0.5) * torch.pow(n - 1, mu)
+                p.copy_(torch.sign(a) * (torch.abs(a) - T.to(p.device)).clamp(min=0))
+
+
+def _median_time(fn, reps: int) -> tuple[float, float]:
+    fn()  # warm-up (state allocation)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    q1, q3 = ts[len(ts) // 4], ts[(3 * len(ts)) // 4]
+    return statistics.median(ts), q3 - q1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: ResNet18 shapes / 8 widths, 5 repetitions")
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = resnet18_cifar_shapes()
+    reps = args.reps
+    if args.quick:
+        shapes = [tuple(max(1, s // 8) if i < 2 else s for i, s in enumerate(sh)) for sh in shapes]
+        reps = 5
+    gen = torch.Generator().manual_seed(0)
+    base = [torch.randn(s, generator=gen) * 0.05 for s in shapes]
+    grads = [torch.randn(s, generator=gen) * 0.01 for s in shapes]
+    n_params = sum(t.numel() for t in base)
+    lr, c, mu = 0.1, 0.005, 0.55
+
+    def make(kind):
+        ps = [torch.nn.Parameter(b.clone()) for b in base]
+        for p, g in zip(ps, grads):
+            p.grad = g
+        if kind == "sgd":
+            return ps, torch.optim.SGD(ps, lr=lr, foreach=True)
+        if kind == "sgd_m":
+            return ps, torch.optim.SGD(ps, lr=lr, momentum=0.9, foreach=True)
+        if kind == "grda":
+            return ps, GRDA(ps, lr=lr, c=c, mu=mu, foreach=True)
+        if kind == "grda_loop":
+            return ps, GRDA(ps, lr=lr, c=c, mu=mu, foreach=False)
+        if kind == "grdam":
+            return ps, GRDA(ps, lr=lr, c=c, mu=mu, momentum=0.9, foreach=True)
+        if kind == "grda_c0":
+            return ps, GRDA(ps, lr=lr, c=0.0, mu=mu, foreach=True)
+        if kind == "authors":
+            return ps, AuthorsGRDA(ps, lr=lr, c=c, mu=mu)
+        raise ValueError(kind)
+
+    # ---- accuracy first -------------------------------------------------------------------------------
+    steps = 5
+    ours, o = make("grda")
+    auth, oa = make("authors")
+    sgd, osgd = make("sgd")
+    c0, oc0 = make("grda_c0")
+    ref_a = [b.double().clone() for b in base]
+    T = 0.0
+    for n in range(1, steps + 1):
+        o.step()
+        oa.step()
+        osgd.step()
+        oc0.step()
+        T += c * lr ** (mu + 0.5) * (n**mu - (n - 1) ** mu)
+        ref_a = [a - lr * g.double() for a, g in zip(ref_a, grads)]
+    ref_w = [torch.sign(a) * torch.clamp_min(a.abs() - T, 0) for a in ref_a]
+    err_ref = max(float((p.detach().double() - r).abs().max()) for p, r in zip(ours, ref_w))
+    err_auth = max(float((p.detach() - q.detach()).abs().max()) for p, q in zip(ours, auth))
+    sgd_equal = all(torch.equal(p, q) for p, q in zip(sgd, c0))
+    zero_frac = sum(int((p.detach() == 0).sum()) for p in ours) / n_params
+    tol = 8 * steps * torch.finfo(torch.float32).eps  # a few float32 roundings of O(0.1) values per step
+    assert err_ref <= tol, f"gRDA deviates from the float64 reference by {err_ref}"
+    assert err_auth <= 1e-6, f"authors'-style peer deviates from ours by {err_auth}"
+    assert sgd_equal, "gRDA with c = 0 must equal SGD bit for bit"
+
+    # ---- timing -----------------------------------------------------------------------------------------
+    results = {}
+    for kind in ("sgd", "sgd_m", "grda", "grda_loop", "grdam", "authors"):
+        ps, opt = make(kind)
+        results[kind] = _median_time(opt.step, reps)
+        del ps, opt
+
+    print(f"# gRDA optimizer step benchmark ({'quick' if args.quick else 'full'})")
+    print(f"environment: python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or 'cpu'}")
+    print(f"parameters: {n_params:,} in {len(shapes)} tensors (ResNet18 CIFAR shapes{' / 8' if args.quick else ''}); "
+          f"{reps} repetitions, median and IQR; 0 gradient evaluations per step (gradients fixed)")
+    print(f"accuracy: max |ours - float64 reference| = {err_ref:.2e} (tol {tol:.1e}); "
+          f"max |ours - authors' style| = {err_auth:.2e}; SGD == gRDA(c=0): {sgd_equal}; "
+          f"sparsity after {steps} steps {zero_frac:.3f}")
+    names = {"sgd": "torch SGD foreach, no momentum", "sgd_m": "torch SGD foreach, momentum 0.9",
+             "grda": "GRDA foreach (ours)", "grda_loop": "GRDA for-loop reference (ours)",
+             "grdam": "GRDA foreach, momentum 0.9 (ours)", "authors": "authors' style (float32, CPU counters)"}
+    for k, (med, iqr) in results.items():
+        print(f"  {names[k]:<42} {med * 1e3:8.2f} ms  (IQR {iqr * 1e3:.2f})")
+    sgd_t, sgdm_t, ours_t = results["sgd"][0], results["sgd_m"][0], results["grda"][0]
+    print(f"ratio GRDA / SGD (no momentum)         : {ours_t / sgd_t:.2f}x  (target <= 1.3x; >= 5/3 expected from "
+          "memory streams, see docstring)")
+    print(f"ratio GRDA / SGD (momentum 0.9)        : {ours_t / sgdm_t:.2f}x")
+    print(f"ratio GRDAM / SGD (both momentum 0.9)  : {results['grdam'][0] / sgdm_t:.2f}x")
+    print(f"speed-up over the authors' style       : {results['authors'][0] / ours_t:.2f}x  (target >= 2x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
