@@ -70,20 +70,15 @@ _BAND_Z = 2.0
 
 
 def a_eta(eta: float) -> float:
-    """The kinematic-formula constant ``a_η = √(8 log(4/η))`` (ALMT 2014, Thm I; MATH.md §1.4).
-
-    Uses :func:`theory.kinematics.a_eta` when that module is present.
+    """The kinematic-formula constant ``a_η = √(8 log(4/η))`` (ALMT 2014, Thm I; MATH.md §1.4), from
+    :func:`theory.kinematics.a_eta`.
 
     >>> round(a_eta(0.01), 4)
     6.9233
     """
-    if not (isinstance(eta, (int, float, np.floating)) and 0.0 < float(eta) < 1.0):
-        raise ValueError(f"eta must be a probability in (0, 1), got {eta!r}")
-    try:  # pragma: no cover - depends on the other module being present
-        from theory.kinematics import a_eta as _a_eta  # type: ignore[attr-defined]
-    except ImportError:
-        return math.sqrt(8.0 * math.log(4.0 / float(eta)))
-    return float(_a_eta(float(eta)))
+    from theory.kinematics import a_eta as _a_eta
+
+    return float(_a_eta(eta))
 
 
 # --------------------------------------------------------------------------------------------------------
