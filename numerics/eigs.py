@@ -165,7 +165,9 @@ def eigs(
         raise ValueError(f"block_size must be an int in [1, n = {n}], got {block_size!r}")
     p = min(n, max(2 * k + 2 * b, k + b + 20)) if max_basis is None else max_basis
     if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not (min(n, k + b) <= p <= n):
-        raise ValueError(f"max_basis must be an int in [min(n, k + block_size) = {min(n, k + b)}, n = {n}], got {max_basis!r}")
+        raise ValueError(
+            f"max_basis must be an int in [min(n, k + block_size) = {min(n, k + b)}, n = {n}], got {max_basis!r}"
+        )
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, (int, np.integer)) or max_restarts < 0:
         raise ValueError(f"max_restarts must be a non-negative int, got {max_restarts!r}")
     acc = op.dtype if accumulate_dtype is None else accumulate_dtype

@@ -145,7 +145,8 @@ def test_deflated_replaces_deflated_eigenvalues_by_zero() -> None:
     assert op.symmetric
     got = np.linalg.eigvalsh(op.to_dense().numpy())
     want = np.sort(np.concatenate([[0.0, 0.0], lam[2:]]))
-    # forming A and the deflation each cost O(n·eps·max|λ|) per entry; eigenvalues are perturbed by ‖E‖₂ ≤ n·max|E_ij|
+    # forming A and the deflation each cost O(n·eps·max|λ|) per entry; the eigenvalues move by
+    # ‖E‖₂ ≤ n·max|E_ij| (factor 100 for the constants)
     np.testing.assert_allclose(got, want, rtol=0, atol=100 * 6 * EPS * 5.0)
 
 
