@@ -7,6 +7,8 @@ import doctest
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import numerics.lanczos as lanczos_mod
 from numerics.lanczos import draw_probes, lanczos, tridiagonal_quadrature
@@ -221,3 +223,39 @@ def test_error_inputs() -> None:
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):
             fn()
+
+
+@given(
+    n=st.integers(1, 8),
+    data=st.data(),
+)
+def test_gauss_rule_exact_for_any_symmetric_matrix(n: int, data: st.DataObject) -> None:
+    # Property: whatever the matrix (repeated eigenvalues, zero, indefinite) and start vector, each probe's rule
+    # integrates x^p exactly for p ≤ 2·steps − 1 — and for every p once the recurrence broke down.
+    entries = data.draw(st.lists(st.integers(-5, 5), min_size=n * n, max_size=n * n))
+    M = np.array(entries, dtype=float).reshape(n, n)
+    A = np.triu(M) + np.triu(M, 1).T
+    m = data.draw(st.integers(1, n))
+    z = np.array(data.draw(st.lists(st.integers(-3, 3), min_size=n, max_size=n)), dtype=float)
+    if not z.any():
+        z[0] = 1.0
+    res = lanczos(DenseOperator(A), V0=z, steps=m)
+    nodes, weights = res.quadrature()
+    q = z / np.linalg.norm(z)
+    norm = max(1.0, np.abs(np.linalg.eigvalsh(A)).max())
+    top = 4 * n if res.breakdown[0] else 2 * int(res.steps[0]) - 1
+    for p in range(top + 1):
+        exact = q @ np.linalg.matrix_power(A, p) @ q
+        # rounding: c·(p+1)·n·eps·‖A‖^p (c = 100 covers the eigensolver and the recurrence)
+        assert abs(np.sum(weights[0] * nodes[0] ** p) - exact) <= 100 * (p + 1) * n * EPS * norm**p, (p, A, z)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_operator_matches_cpu() -> None:
+    from numerics.slq import slq
+
+    ks = goe(200, np.random.default_rng(9))
+    cpu = slq(ks.operator(), 30, 4, generator=gen(0))
+    gpu = slq(ks.operator(device="cuda"), 30, 4, generator=gen(0))  # CPU generator: same probes
+    np.testing.assert_allclose(gpu.nodes, cpu.nodes, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(gpu.weights, cpu.weights, rtol=0, atol=1e-10)
