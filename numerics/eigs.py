@@ -2,7 +2,7 @@
 
 Algorithm (block Krylov with full reorthogonalisation and thick restart; Golub & Underwood 1977 for block
 Lanczos, Wu & Simon 2000, SIMAX 22(2), for thick restart; Saad 2011, *Numerical Methods for Large Eigenvalue
-Problems*, §6.3–6.4):
+Problems*, ch. 6):
 
 1. Grow an orthonormal basis ``V`` block by block: ``B_{j+1} = orth(A B_j ⟂ V)`` (classical Gram–Schmidt
    twice, then an SVD that drops numerically dependent columns), storing ``AV`` alongside ``V`` so that no
@@ -13,7 +13,8 @@ Problems*, §6.3–6.4):
    vectors (thick restart) and continue from the block spanned by their residuals, which keeps the Krylov
    structure ``span(X, AX) = span(X, R)``.
 
-For symmetric ``A`` each returned Ritz value is within ``‖r‖`` of an eigenvalue (Saad 2011, Thm 3.9; and
+For symmetric ``A`` each returned Ritz value is within ``‖r‖`` of an eigenvalue (the residual bound for
+symmetric matrices, Parlett 1998, *The Symmetric Eigenvalue Problem*, ch. 4; and
 within ``‖r‖²/gap`` of it when isolated by ``gap``). The residuals in the result are recomputed with one fresh
 ``matmat`` of the returned vectors, so they certify the answer independently of the iteration's bookkeeping.
 Non-convergence is reported in the result (``converged``), never silently.
@@ -192,7 +193,7 @@ def eigs(
     AV = torch.zeros((n, 0), dtype=acc, device=dev)
     block = _orth_block(draw_probes(n, b, generator=generator, probe="gaussian", dtype=acc, device=dev), V, b)
     restarts = 0
-    # thick restart keeps about half the basis (Wu & Simon 2000 §4 recommend keeping a large fraction), at
+    # thick restart keeps about half the basis (Wu & Simon 2000 recommend keeping a large fraction), at
     # least the k wanted vectors plus one block
     keep_n = min(max(k + b, (p + k) // 2), p - 1) if p < n else k
     while True:

@@ -1,7 +1,7 @@
 """Block-parallel Lanczos: ``k`` independent recurrences advanced together through one ``matmat`` per step.
 
 For a symmetric ``A`` and a unit start vector ``q₁`` the Lanczos recurrence (Lanczos 1950; Golub & Van Loan,
-*Matrix Computations*, 4th ed., Alg. 10.1.1)
+*Matrix Computations*, 4th ed., §10.1)
 
 .. math::
 
@@ -10,7 +10,7 @@ For a symmetric ``A`` and a unit start vector ``q₁`` the Lanczos recurrence (L
 builds an orthonormal basis ``Q_m`` of the Krylov space ``K_m(A, q₁)`` with ``Q_mᵀ A Q_m = T_m``, the
 symmetric tridiagonal with diagonal ``α`` and off-diagonal ``β``. Gauss quadrature for the measure
 ``μ(λ) = Σ_i (u_iᵀq₁)² δ_{λ_i}`` has nodes ``θ_k`` = eigenvalues of ``T_m`` and weights
-``τ_k = (e₁ᵀ y_k)²`` (Golub & Meurant 2010, *Matrices, Moments and Quadrature*, Thm 6.2); it integrates
+``τ_k = (e₁ᵀ y_k)²`` (Golub & Meurant 2010, *Matrices, Moments and Quadrature*, ch. 6); it integrates
 polynomials of degree ≤ 2m − 1 exactly.
 
 Here ``k`` start vectors are advanced *together*: each step applies the operator once to an ``(n, k)`` block

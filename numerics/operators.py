@@ -357,7 +357,7 @@ class DeflatedOperator(LinearOperator):
 
     When ``(λ_i, u_i)`` are exact orthonormal eigenpairs of ``A``, the deflated operator has the same
     eigenvectors, with the deflated eigenvalues replaced by 0 (Saad 2011, *Numerical Methods for Large
-    Eigenvalue Problems*, §4.2). The eigenpairs are not re-verified here (that would cost operator
+    Eigenvalue Problems*, ch. 4). The eigenpairs are not re-verified here (that would cost operator
     applications): pass pairs with small residuals (e.g. from :func:`numerics.eigs.eigs`), and see
     :func:`numerics.slq.slq_deflated` for the projected variant used by SLQ.
 

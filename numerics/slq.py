@@ -11,7 +11,7 @@ operator ``A``. It approximates the normalised spectral measure ``(1/n) Σ_i δ_
 :func:`slq` builds a :class:`Spectrum` from ``n_probes`` Lanczos recurrences advanced together
 (:func:`numerics.lanczos.lanczos`); :func:`slq_deflated` computes the top-k eigenpairs exactly and runs SLQ on
 the rest, for functionals that are sharp near the outliers. Accuracy (MATH.md §3, Chen, Trogdon & Ubaru
-2021, Thm 1 [literature]): ``m = ⌈12/t + ½⌉`` steps and ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉`` Gaussian probes
+2021, main theorem [literature]): ``m = ⌈12/t + ½⌉`` steps and ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉`` Gaussian probes
 give ``W₁(Spectrum, μ_A) ≤ t (λ_max − λ_min)`` with probability ``1 − η``, so ``|(1/n) tr f − expect(f)| ≤ L t
 (λ_max − λ_min)`` for L-Lipschitz ``f`` (:func:`ctu_parameters`).
 """
@@ -192,7 +192,7 @@ class Spectrum:
 
         An indicator is not a polynomial, so besides the sampling error the Gauss rule has a discretisation
         error at most the weight of the nodes adjacent to ``−tol`` (Chebyshev–Markov–Stieltjes
-        inequalities, Golub & Meurant 2010, Thm 6.4 / Szegő §3.41).
+        inequalities; Golub & Meurant 2010, ch. 6).
 
         >>> Spectrum.from_eigenvalues([-2.0, -1.0, 3.0, 4.0]).negative_mass()
         (0.5, 0.0)
@@ -275,6 +275,7 @@ class Spectrum:
                     )
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the file ordinary permissions
             os.replace(tmp, p)
         except BaseException:
             if os.path.exists(tmp):
@@ -356,7 +357,7 @@ def pyhessian_sigma(sigma_squared: float, lambda_min: float, lambda_max: float, 
 
 def ctu_parameters(n: int, t: float, eta: float) -> tuple[int, int]:
     """Steps and probes for ``W₁ ≤ t (λ_max − λ_min)`` with probability ``1 − η`` (Chen, Trogdon & Ubaru
-    2021, "Analysis of stochastic Lanczos quadrature for spectrum approximation", ICML, Thm 1; MATH.md §3):
+    2021, "Analysis of stochastic Lanczos quadrature for spectrum approximation", ICML; MATH.md §3):
     ``m = ⌈12/t + ½⌉``, ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉``. The step count is capped at ``n`` (``m = n``
     is exact).
 

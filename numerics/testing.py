@@ -7,10 +7,10 @@ density as ``n → ∞``, its support, and the limiting outliers.
 Normalisations [literature]:
 
 - GOE ``A = (G + Gᵀ)/√(2n)``, ``G_ij ~ N(0, 1)``: off-diagonal variance ``1/n``, semicircle
-  ``ρ(x) = √(4 − x²)/(2π)`` on ``[−2, 2]`` (Wigner 1958; Anderson, Guionnet & Zeitouni 2010, Thm 2.1.1).
+  ``ρ(x) = √(4 − x²)/(2π)`` on ``[−2, 2]`` (Wigner 1958; Anderson, Guionnet & Zeitouni 2010, ch. 2).
 - Spiked Wigner ``A = W + Σ_i θ_i v_i v_iᵀ`` (orthonormal ``v_i``): for ``θ > 1`` an outlier converges to
   ``θ + 1/θ``; spikes with ``θ ≤ 1`` stick to the edge 2 (Féral & Péché 2007; Benaych-Georges & Nadakuditi
-  2011, Thm 2.1 with the semicircle's ``G⁻¹(1/θ) = θ + 1/θ``).
+  2011, with the semicircle's ``G⁻¹(1/θ) = θ + 1/θ``).
 - Wishart ``A = XᵀX/N``, ``X`` ``N × p`` standard normal, ratio ``γ = p/N``: Marchenko–Pastur on
   ``[(1−√γ)², (1+√γ)²]``, ``ρ(x) = √((b−x)(x−a))/(2πγx)``, plus an atom ``1 − 1/γ`` at 0 when ``γ > 1``
   (Marchenko & Pastur 1967).
@@ -98,7 +98,7 @@ def _sym(A: np.ndarray) -> np.ndarray:
 def haar_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
     """A Haar-distributed ``n × n`` orthogonal matrix: QR of a Gaussian matrix with the sign fix
     ``Q ← Q · diag(sign(diag R))`` (Mezzadri 2007, "How to generate random matrices from the classical
-    compact groups", Notices AMS 54(5), §5); without the fix the law is not Haar.
+    compact groups", Notices AMS 54(5)); without the fix the law is not Haar.
 
     >>> Q = haar_orthogonal(4, np.random.default_rng(0))
     >>> bool(np.allclose(Q.T @ Q, np.eye(4)))

@@ -10,7 +10,7 @@ Hutch++ (Meyer, Musco, Musco & Woodruff 2021, SOSA, Algorithm 1): spend a third 
     tr A ≈ tr(QᵀAQ) + (1/g) Σ_j g_jᵀ (I − QQᵀ) A (I − QQᵀ) g_j.
 
 For indefinite ``A`` the error is additive in the nuclear norm, ``O(‖A‖_* /m)`` matvecs-wise versus
-``O(‖A‖_F/√m)`` for Hutchinson (Meyer et al. Thm 1.1).
+``O(‖A‖_F/√m)`` for Hutchinson (Meyer et al. 2021).
 """
 
 from __future__ import annotations

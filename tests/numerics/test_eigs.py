@@ -43,7 +43,7 @@ def test_agrees_with_eigsh(name: str, which: str) -> None:
     assert res.converged.all()
     ref = spla.eigsh(ks.operator().to_scipy(), k=k, which=which, return_eigenvectors=False, tol=0)
     ref = ref[np.argsort(-ref) if which == "LA" else np.argsort(ref) if which == "SA" else np.argsort(-np.abs(ref))]
-    # symmetric A: every Ritz value is within its residual norm of an eigenvalue (Saad 2011, Thm 3.9); eigsh
+    # symmetric A: every Ritz value is within its residual norm of an eigenvalue (Parlett 1998, ch. 4); eigsh
     # is accurate to ~n·eps·‖A‖. Both bounds together, with a factor 10.
     tol = 10 * (res.residuals.max() + ks.n * EPS * np.abs(ks.eigenvalues).max())
     np.testing.assert_allclose(res.eigenvalues, ref, rtol=0, atol=tol)

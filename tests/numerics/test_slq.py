@@ -51,7 +51,7 @@ def ctu_check(ks, seed: int, t: float = 0.1, eta: float = 0.01) -> None:
     s = slq(ks.operator(), m, nv, generator=gen(seed), probe="gaussian")
     spread = ks.eigenvalues[-1] - ks.eigenvalues[0]
     w1 = s.wasserstein1(ks.eigenvalues)
-    # Chen–Trogdon–Ubaru 2021 Thm 1 (MATH.md §3): W1 ≤ t·(λmax − λmin) with probability ≥ 1 − η
+    # Chen–Trogdon–Ubaru 2021 (MATH.md §3): W1 ≤ t·(λmax − λmin) with probability ≥ 1 − η
     assert w1 <= t * spread, (w1, t * spread)
     # for L-Lipschitz f: |(1/n) tr f(A) − expect(f)| ≤ L·W1 ≤ L·t·spread
     for f, L in [(np.sin, 1.0), (np.tanh, 1.0), (lambda x: np.exp(-(x**2)), math.sqrt(2 / math.e))]:
