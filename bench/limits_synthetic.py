@@ -96,7 +96,8 @@ def run_case(kind: str, n: int, seed: int, args: argparse.Namespace) -> dict[str
     for k in (n // 10, n // 2, (9 * n) // 10):
         ref = model.compensated_increase(model.magnitude_support(k))
         fast = curve.compensated[k]
-        assert abs(ref - fast) <= 1e-7 * max(abs(ref), curve.compensated[0] * 1e-6, 1e-12), (kind, n, k, ref, fast)
+        # rounding on the scale of the problem (Δ(0)); the curve is exact up to c·n·eps relative to it
+        assert abs(ref - fast) <= 1e-7 * abs(ref) + 1e-9 * curve.compensated[0], (kind, n, k, ref, fast)
 
     # surrogate: independent Haar rotation of the same spectrum, same weights
     t0 = time.perf_counter()
