@@ -1,0 +1,103 @@
+"""``prunelimit spectrum``: the Hessian spectrum (SLQ) of a network's prunable weights, alone.
+
+Trains the model (the same defaults as ``prunelimit limit``: the small MLP on digits with ℓ1 training,
+resumable under ``--out/train``) or loads ``--checkpoint``, runs stochastic Lanczos quadrature on the Hessian
+of the mean training cross-entropy with respect to the prunable (Linear/Conv) weights, over the fixed,
+un-augmented training set in eval mode (:func:`nets.limit.hessian_spectrum`), and writes to ``--out``
+(atomically): ``spectrum.json`` and ``spectrum.npz`` (the quadrature rules, :meth:`numerics.slq.Spectrum.save`;
+reload with :meth:`~numerics.slq.Spectrum.load`), ``spectrum_summary.json`` and ``spectrum.png`` (smoothed
+density on a log scale and cumulative spectral mass). Prints the extreme Ritz values, the negative mass ±
+standard error and the trace estimate ± standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from nets.cli.limit import StageBars, _set_threads, add_model_arguments, plot_spectrum, prepare_model
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser, out_default="prunelimit-spectrum")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    _set_threads(args)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from nets.data import fixed_batches
+    from nets.limit import _atomic_write_text, _finite_or_none, hessian_spectrum, summarize_spectrum
+
+    if args.data_root is not None and args.data.lower() in ("digits", "teacher-student"):
+        print(f"error: --data-root is not used by the built-in dataset {args.data!r}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        model, data, info = prepare_model(args)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    generator = torch.Generator().manual_seed(args.seed)
+    dataset = data.train_eval
+    if args.hessian_samples is not None and args.hessian_samples < len(dataset):
+        from nets.limit import _subset_batches
+
+        idx = torch.randperm(len(dataset), generator=generator)[: args.hessian_samples].sort().values
+        batches = _subset_batches(dataset, idx, args.hessian_batch_size)
+    else:
+        batches = fixed_batches(dataset, args.hessian_batch_size)
+    p = next(iter(model.parameters()))
+    batches = [(x.to(p.device, p.dtype), y.to(p.device)) for x, y in batches]
+    bars = StageBars(enabled=not args.no_progress)
+    t0 = time.perf_counter()
+    try:
+        spec, cost = hessian_spectrum(model, batches, steps=args.slq_steps, n_probes=args.slq_probes,
+                                      generator=generator, deflate=args.deflate, progress=bars)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bars.close()
+    seconds = time.perf_counter() - t0
+    summary = summarize_spectrum(spec)
+    spec.save(args.out / "spectrum.json")
+    spec.save(args.out / "spectrum.npz")
+    record = {"format": "prunelimit.SpectrumSummary/1", "summary": dataclasses.asdict(summary), "cost": cost,
+              "seconds": {"train" if info.get("source") == "trained" else "load": info["seconds"],
+                          "spectrum": seconds},
+              "model": {"name": args.model, "data": data.name,
+                        "n_prunable": spec.dim, "class": type(model).__name__},
+              "train": info,
+              "command": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    _atomic_write_text(args.out / "spectrum_summary.json", json.dumps(_finite_or_none(record), indent=1, allow_nan=False))
+    plot_spectrum(spec, args.out / "spectrum.png",
+                  title=f"Hessian spectrum of the prunable weights ({type(model).__name__} on {data.name})")
+    s = summary
+    print(f"prunelimit spectrum: {type(model).__name__} on {data.name}, N = {s.dim} prunable weights; SLQ "
+          f"{s.n_probes} probes x {s.steps} steps ({cost['hvps']} HVPs, {seconds:.1f}s, "
+          f"{cost['hvps'] / seconds:.1f} HVP/s)")
+    print(f"extreme Ritz values: min {s.ritz_min:.6g}, max {s.ritz_max:.6g}")
+    neg_se = "unknown (1 probe)" if s.negative_mass_stderr == float("inf") else f"{s.negative_mass_stderr:.4f}"
+    tr_se = "unknown (1 probe)" if s.trace_stderr == float("inf") else f"{s.trace_stderr:.4g}"
+    print(f"negative mass: {s.negative_mass:.4f} ± {neg_se}")
+    print(f"trace estimate: {s.trace:.6g} ± {tr_se}  (mean eigenvalue {s.mean_eigenvalue:.4g})")
+    print(f"wrote {args.out / 'spectrum.json'}, {args.out / 'spectrum.npz'}, {args.out / 'spectrum_summary.json'}, "
+          f"{args.out / 'spectrum.png'}")
+    return 0

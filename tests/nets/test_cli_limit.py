@@ -1,0 +1,124 @@
+"""``prunelimit limit`` and ``prunelimit spectrum`` end to end through nets.cli.main, with tiny settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nets.cli import main
+from numerics.slq import Spectrum
+
+TINY = ["--hidden", "8", "--epochs", "10", "--slq-steps", "20", "--slq-probes", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def limit_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("limit")
+    threads = torch.get_num_threads()
+    rc = main(["limit", "--out", str(out), "--sweep-step", "0.02", *TINY])
+    assert torch.get_num_threads() == threads  # the CLI restores the thread count it changed
+    return rc, out
+
+
+def test_limit_cli_writes_table_json_and_plots(limit_run, capsys):
+    rc, out = limit_run
+    assert rc == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"result.json", "limit.png", "spectrum.png", "train"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert (out / "train" / "checkpoint.pt").is_file()
+    for png in ("limit.png", "spectrum.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    d = json.loads((out / "result.json").read_text())
+    assert d["format"] == "prunelimit.LimitResult/1" and d["method"] == "free"
+    assert d["model"]["n_prunable"] == 64 * 8 + 8 * 10
+    for m in ("free", "flat"):
+        p = d["predicted"][m]
+        assert 0.0 <= p["kept_fraction_lower"] <= p["kept_fraction"] <= p["kept_fraction_upper"] <= 1.0
+        assert p["removed_fraction"] == pytest.approx(1.0 - p["kept_fraction"])
+    for c in ("train_loss", "test_accuracy"):
+        assert 0.0 <= d["actual"][c]["kept_fraction"] <= 1.0
+    assert d["quadratic"] is not None and 0.0 <= d["quadratic"]["kept_fraction_compensated"] <= 1.0
+    assert len(d["sweep"]["kept_fraction"]) == 51
+    assert d["settings"]["train"]["source"] == "trained" and d["settings"]["train"]["config"]["l1"] == 1e-3
+    assert set(d["timings_seconds"]) == {"train", "eps", "spectrum", "limit", "sweep", "exact_quadratic"}
+    assert d["eps"]["source"] == "batch-loss-std" and d["eps"]["batch_size"] == 128
+
+
+def test_limit_cli_prints_the_table(tmp_path, capsys):
+    # run a, then run b from run a's training checkpoint: the same model, so the same dense metrics
+    rc = main(["limit", "--out", str(tmp_path / "a"), "--sweep-step", "0.05", "--exact", "off", *TINY])
+    assert rc == 0
+    first = json.loads((tmp_path / "a" / "result.json").read_text())
+    text = capsys.readouterr().out
+    for needle in ("predicted, free (ours) *", "predicted, flat (authors' formula)", "actual, train loss <= L(w*) + eps",
+                   "actual, test acc >= dense - 0.01", "actual, test acc > dense (authors', any)", "kept ρ", "removed",
+                   "gap vs loss", "stage times: train", "HVP/s"):
+        assert needle in text, needle
+    assert "exact quadratic" not in text
+    rc = main(["limit", "--out", str(tmp_path / "b"), "--checkpoint", str(tmp_path / "a" / "train" / "checkpoint.pt"),
+               "--sweep-step", "0.05", "--exact", "off", "--method", "flat", "--eps", "0.01", *TINY])
+    assert rc == 0
+    second = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert second["dense"] == first["dense"]
+    assert second["method"] == "flat"
+    assert (second["eps"]["eps"], second["eps"]["source"]) == (0.01, "given")
+    assert second["quadratic"] is None and not (tmp_path / "b" / "train").exists()
+    assert "predicted, flat (authors' formula) *" in capsys.readouterr().out
+
+
+def test_spectrum_cli(limit_run, tmp_path, capsys):
+    _, out = limit_run
+    rc = main(["spectrum", "--out", str(tmp_path), "--checkpoint", str(out / "train" / "checkpoint.pt"), *TINY])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "extreme Ritz values" in text and "negative mass" in text and "trace estimate" in text
+    spec = Spectrum.load(tmp_path / "spectrum.json")
+    spec_npz = Spectrum.load(tmp_path / "spectrum.npz")
+    assert spec.dim == 592 and spec.n_probes == 2
+    assert (spec.nodes == spec_npz.nodes).all()
+    summary = json.loads((tmp_path / "spectrum_summary.json").read_text())
+    assert summary["summary"]["dim"] == 592 and summary["cost"]["hvps"] == 40
+    assert (tmp_path / "spectrum.png").is_file()
+    # the same spectrum as the limit run (same model, seed, batches, settings)
+    lim = json.loads((out / "result.json").read_text())
+    assert summary["summary"]["ritz_max"] == pytest.approx(lim["spectrum_summary"]["ritz_max"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["limit", "--checkpoint", "/nonexistent/ckpt.pt"], "checkpoint not found: /nonexistent/ckpt.pt"),
+        (["limit", "--data", "cifar10"], "needs root= a local folder"),
+        (["limit", "--data", "cifar10", "--data-root", "/nonexistent/c10"], "CIFAR root folder not found"),
+        (["limit", "--data-root", "/tmp"], "--data-root is not used by the built-in dataset 'digits'"),
+        (["limit", "--model", "cnn", "--hidden", "4"], "--hidden applies to --model mlp only"),
+        (["limit", "--data", "imagenet"], "unknown dataset name='imagenet'"),
+        (["spectrum", "--model", "resnet1000"], "unknown model name='resnet1000'"),
+    ],
+)
+def test_cli_error_inputs(argv, message, tmp_path, capsys):
+    rc = main([*argv, "--out", str(tmp_path), "--no-progress"])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["limit", "--slq-steps", "0"], "must be > 0, got 0"),
+        (["limit", "--eps", "nan"], "must be > 0, got nan"),
+        (["limit", "--accuracy-tolerance", "2"], "must lie in \\[0, 1\\], got 2"),
+        (["limit", "--method", "exact"], "invalid choice: 'exact'"),
+        (["spectrum", "--slq-probes", "x"], "expected a int, got 'x'"),
+    ],
+)
+def test_cli_argument_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
