@@ -122,3 +122,27 @@ def test_cli_argument_errors(argv, message, capsys):
     import re
 
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_bench_pipeline_synthetic_argument_path(tmp_path, capsys):
+    """bench/pipeline.py's --synthetic path (the one a GPU run uses with --device cuda), tiny, on CPU."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "pipeline.py"
+    spec = importlib.util.spec_from_file_location("bench_pipeline", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    threads = torch.get_num_threads()
+    try:
+        rc = mod.main(["--quick", "--synthetic", "--model", "mlp", "--n-train", "256", "--n-test", "128",
+                       "--json", str(tmp_path / "b.json")])
+    finally:
+        torch.set_num_threads(threads)  # a script sets the process's threads; restore for the other tests
+    assert rc == 0
+    d = json.loads((tmp_path / "b.json").read_text())
+    assert d["settings"]["data"] == "synthetic-cifar" and d["model"]["n_prunable"] == 3072 * 32 + 32 * 10
+    assert set(d["stage_seconds"]) == {"train", "eps", "spectrum", "limit", "sweep"}  # no dense Hessian at this N
+    assert d["hvps"]["spectrum"] == 2 * 64 and all(d["checks"].values())
+    assert d["hvp_vs_gradient"]["hvp_pass_over_gradient"] > 0
+    assert "pipeline benchmark" in capsys.readouterr().out
