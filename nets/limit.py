@@ -447,12 +447,23 @@ class QuadraticComparison:
     kept_fraction_compensated:
         The exact quadratic-model threshold (:meth:`theory.quadratic.QuadraticModel.magnitude_threshold`):
         the least ``k/N`` with ``Δ(T_k') = ½ c_Pᵀ S c_P ≤ ε`` for all ``k' ≥ k`` (optimal compensation,
-        magnitude supports) — what the predicted limits estimate, without the Haar-eigenbasis assumption.
-        For an indefinite ``H`` a running median of width ``median_window`` removes the isolated poles of
-        the stationary compensation (the convention of ``bench/limits_synthetic.py``).
+        magnitude supports), i.e. what the predicted limits estimate, without the Haar-eigenbasis assumption.
+        A trained network's Hessian is indefinite, and there the stationary compensation has a pole wherever a
+        leading block passes through a singular matrix (many, when a sixth of the spectrum is a cloud of small
+        negative eigenvalues), so the threshold of the raw ``H`` is ill-defined. We therefore use the PSD
+        matrix that matches the spectral policy of the predictions (ours): ``V|Λ|Vᵀ`` for ``negative="abs"``
+        (the default, the authors' folding), ``V max(Λ, 0) Vᵀ`` for ``"clip"``/``"drop"``. The comparison
+        with ``predicted_exact_spectrum`` then isolates the random-eigenbasis assumption.
+    kept_fraction_compensated_indefinite:
+        The same threshold for the raw indefinite ``H`` after a running median of width ``median_window``
+        over ``Δ`` (the convention of ``bench/limits_synthetic.py``); a diagnostic only: it moves with the
+        window when the poles are dense.
     kept_fraction_uncompensated:
-        The least ``k/N`` with ``½ c_Pᵀ H_PP c_P ≤ ε`` for all ``k' ≥ k``: magnitude pruning *without*
-        compensation in the quadratic model, i.e. the quadratic model of the LOMP sweep's loss criterion.
+        The least ``k/N`` with ``½ c_Pᵀ H_PP c_P ≤ ε`` for all ``k' ≥ k`` (raw ``H``): magnitude pruning
+        *without* compensation in the quadratic model, i.e. the quadratic model of the LOMP sweep's loss
+        criterion.
+    psd_surrogate:
+        ``"abs"``, ``"clip"`` or ``"none"`` (``H`` already PSD).
     predicted_exact_spectrum:
         ``pruning_limit`` by each method from the exact eigenvalues (no SLQ error).
     slq_wasserstein1:
@@ -463,15 +474,16 @@ class QuadraticComparison:
         ``‖∇_w L(w*)‖`` over the prunable weights (ℓ1-trained weights are not a stationary point of the
         cross-entropy alone; the quadratic model neglects this linear term).
     taylor_loss:
-        ``L(w*) − gᵀc(k) + ½ c(k)ᵀ H c(k)`` on the sweep grid: the second-order Taylor prediction of the
-        sweep's training loss (for the plot and the comparison).
+        ``L(w*) − gᵀc(k) + ½ c(k)ᵀ H c(k)`` (raw ``H``) on the sweep grid: the second-order Taylor prediction
+        of the sweep's training loss (for the plot and the comparison).
     """
 
     kept_fraction_compensated: float
     kept_count_compensated: int
+    kept_fraction_compensated_indefinite: float
     kept_fraction_uncompensated: float
+    psd_surrogate: str
     median_window: int
-    monotone: bool
     predicted_exact_spectrum: dict[str, PruningLimit]
     slq_wasserstein1: float
     eigenvalue_min: float
@@ -528,14 +540,23 @@ def _quadratic_comparison(
     H = _dense_hessian(op, progress)
     _, g = op.value_and_gradient()
     g = g.to("cpu", torch.float64).numpy()
-    qm = QuadraticModel(H, w)
-    lam = qm.eigh[0]
-    curve = qm.magnitude_curve()
     N = w.size
-    indefinite = bool(lam[0] < -qm._tol())
+    lam, V = np.linalg.eigh(H)
+    # zero-pivot / zero-eigenvalue cut-off: QuadraticModel's default rcond (1000·N·eps) times max|H|
+    tol = 1000.0 * N * np.finfo(np.float64).eps * float(np.max(np.abs(H)))
+    indefinite = bool(lam[0] < -tol)
+    raw = QuadraticModel(H, w)
+    curve = raw.magnitude_curve()
     window = 2 * int(math.ceil(0.005 * N)) + 1 if indefinite else 1
-    k_comp = curve.threshold(eps, median_window=window)
+    k_indef = curve.threshold(eps, median_window=window)
     k_unc = _least_k_below(curve.uncompensated, eps)
+    if indefinite:
+        surrogate = "abs" if limit_kwargs.get("negative", "abs") == "abs" else "clip"
+        lam_s = np.abs(lam) if surrogate == "abs" else np.maximum(lam, 0.0)
+        exact = QuadraticModel((V * lam_s[None, :]) @ V.T, w).magnitude_threshold(eps)
+    else:
+        surrogate = "none"
+        exact = raw.magnitude_threshold(eps)
     # Taylor prediction of the sweep's loss: L* − gᵀc(k) + ½ c(k)ᵀHc(k), c(k) = w* on the pruned coordinates
     o = curve.order
     gw = g[o] * w[o]
@@ -545,11 +566,12 @@ def _quadratic_comparison(
     exact_spec = Spectrum.from_eigenvalues(lam)
     predicted = {m: pruning_limit(exact_spec, w, eps, method=m, **limit_kwargs) for m in METHODS}
     return QuadraticComparison(
-        kept_fraction_compensated=k_comp / N,
-        kept_count_compensated=int(k_comp),
+        kept_fraction_compensated=exact.rho,
+        kept_count_compensated=int(exact.k),
+        kept_fraction_compensated_indefinite=k_indef / N,
         kept_fraction_uncompensated=k_unc / N,
+        psd_surrogate=surrogate,
         median_window=window,
-        monotone=bool(np.all(np.diff(curve.compensated) <= 1e-9 * max(curve.compensated[0], 1e-300))),
         predicted_exact_spectrum=predicted,
         slq_wasserstein1=float(spectrum.wasserstein1(lam)),
         eigenvalue_min=float(lam[0]),

@@ -266,7 +266,8 @@ def format_table(result: Any, train_info: dict[str, Any] | None = None) -> str:
     ]
     q = r.quadratic
     if q is not None:
-        rows.append(("exact quadratic model (compensated)", q.kept_fraction_compensated))
+        surrogate = {"abs": " (|H|)", "clip": " (H+)", "none": ""}[q.psd_surrogate]
+        rows.append((f"exact quadratic threshold{surrogate}, compensated", q.kept_fraction_compensated))
         rows.append(("quadratic model, uncompensated (LOMP)", q.kept_fraction_uncompensated))
         for meth in ("free", "flat"):
             rows.append((f"{meth} from exact eigenvalues", q.predicted_exact_spectrum[meth].rho))

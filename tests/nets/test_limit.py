@@ -106,10 +106,31 @@ def test_default_eps_is_the_std_of_128_batch_losses(result, trained, digits):
     assert result.eps.dropped_samples == len(ys) % 128
 
 
-def test_quadratic_comparison_against_its_definitions(result):
+def test_quadratic_comparison_against_its_definitions(result, trained, digits):
+    from theory.quadratic import QuadraticModel
+
     q = result.quadratic
     lam = q.eigenvalues
     assert lam.size == 592 and np.all(np.diff(lam) >= 0)
+    # reference path: the Hessian by torch.func.hessian of the float64 loss in the flat prunable weights, the
+    # |H| surrogate, and the exact threshold by bisection with Schur complements
+    assert q.psd_surrogate == "abs" and lam[0] < 0  # a trained network's Hessian is indefinite
+    x = digits.train_eval.inputs.double()
+    y = digits.train_eval.targets
+    l1, l2 = trained.net[1], trained.net[3]
+    b1, b2 = l1.bias.detach().double(), l2.bias.detach().double()
+    n1 = l1.weight.numel()
+
+    def loss(flat):
+        W1, W2 = flat[:n1].reshape(l1.weight.shape), flat[n1:].reshape(l2.weight.shape)
+        return F.cross_entropy(torch.relu(x @ W1.T + b1) @ W2.T + b2, y)
+
+    w = torch.cat([l1.weight.detach().reshape(-1), l2.weight.detach().reshape(-1)]).double()
+    H = torch.func.hessian(loss)(w).numpy()
+    ref_lam, V = np.linalg.eigh(0.5 * (H + H.T))
+    np.testing.assert_allclose(lam, ref_lam, atol=1e-10 * np.abs(ref_lam).max())
+    ref = QuadraticModel((V * np.abs(ref_lam)) @ V.T, w.numpy()).magnitude_threshold(result.eps.eps, method="bisect")
+    assert q.kept_count_compensated == ref.k
     assert q.eigenvalue_min == lam[0] and q.negative_fraction == pytest.approx(np.mean(lam < 0))
     # the SLQ spectrum is close to the exact one: W1 far below the spectral range (CTU bound with m = 40)
     assert q.slq_wasserstein1 < 0.05 * (lam[-1] - lam[0])
