@@ -541,7 +541,9 @@ def _quadratic_comparison(
     _, g = op.value_and_gradient()
     g = g.to("cpu", torch.float64).numpy()
     N = w.size
-    lam, V = np.linalg.eigh(H)
+    # torch's LAPACK call honours torch.set_num_threads; numpy's OpenBLAS eigh was 5-10x slower under CPU contention
+    lam_t, V_t = torch.linalg.eigh(torch.from_numpy(H))
+    lam, V = lam_t.numpy(), V_t.numpy()
     # zero-pivot / zero-eigenvalue cut-off: QuadraticModel's default rcond (1000·N·eps) times max|H|
     tol = 1000.0 * N * np.finfo(np.float64).eps * float(np.max(np.abs(H)))
     indefinite = bool(lam[0] < -tol)
@@ -804,7 +806,11 @@ def estimate_pruning_limit(
     # ---- working copy -----------------------------------------------------------------------------------
     first = next(iter(model.parameters()))
     dev = torch.device(device) if device is not None else first.device
-    work = copy.deepcopy(model).to(dev)
+    from nets.prune import remove_masks
+
+    # a copy: the caller's model is never changed; masks installed by torch.nn.utils.prune are made permanent
+    # on the copy so that the prunable weights are plain parameters (pruned entries stay zero)
+    work = remove_masks(copy.deepcopy(model)).to(dev)
     for p in work.parameters():
         p.requires_grad_(True)
         p.grad = None
