@@ -278,3 +278,20 @@ def test_load_state_dict_and_train_default_model(digits, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="could not read checkpoint"):
         load_state_dict(fresh2, tmp_path / "junk.pt")
+
+
+def test_masked_model_is_pruned_on_the_copy_only(trained, digits):
+    """A model carrying torch.nn.utils.prune masks: the pipeline sees the masked weights, the caller keeps the masks."""
+    import copy
+
+    from nets.prune import apply_masks, global_magnitude_masks
+
+    model = copy.deepcopy(trained)
+    apply_masks(model, global_magnitude_masks(model, 0.5))
+    r = estimate_pruning_limit(model, digits, generator=torch.Generator().manual_seed(0), slq_steps=5, slq_probes=2,
+                               keep_fractions=[0.5, 1.0], exact_quadratic=False)
+    assert hasattr(model.net[1], "weight_orig") and hasattr(model.net[1], "weight_mask")  # caller unchanged
+    assert r.model["n_prunable"] == 592
+    # the copy holds exactly the masked weights: keeping 50 % by magnitude changes nothing
+    assert r.sweep["train_loss"][0] == pytest.approx(r.sweep["train_loss"][1], rel=1e-12)
+    assert r.dense["train_loss"] == pytest.approx(r.sweep["train_loss"][1], rel=1e-6)
