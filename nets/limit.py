@@ -481,7 +481,8 @@ class QuadraticComparison:
     slq_wasserstein1:
         Wasserstein-1 distance between the SLQ spectrum and the exact eigenvalues.
     eigenvalue_min, eigenvalue_max, negative_fraction:
-        Of the dense Hessian.
+        Of the dense Hessian; eigenvalues within the rounding cut-off ``1000·N·eps·max|H|`` of 0 are not
+        counted as negative.
     gradient_norm:
         ``‖∇_w L(w*)‖`` over the prunable weights (ℓ1-trained weights are not a stationary point of the
         cross-entropy alone; the quadratic model neglects this linear term).
@@ -590,7 +591,7 @@ def _quadratic_comparison(
         slq_wasserstein1=float(spectrum.wasserstein1(lam)),
         eigenvalue_min=float(lam[0]),
         eigenvalue_max=float(lam[-1]),
-        negative_fraction=float(np.mean(lam < 0)),
+        negative_fraction=float(np.mean(lam < -tol)),
         gradient_norm=float(np.linalg.norm(g)),
         taylor_loss=taylor_all[np.asarray(kept_counts, dtype=np.int64)],
         hvps=int(op.cost()["hvps"]),

@@ -333,7 +333,8 @@ def plot_limit(result: Any, path: Path) -> Path:
             ax.axvline(aa, color="C2", lw=1.2, ls=":", label=lab(f"actual (accuracy criterion): {aa:.3f}"))
         if r.quadratic is not None:
             qc = r.quadratic.kept_fraction_compensated
-            ax.axvline(qc, color="C4", lw=1.2, ls="-.", label=lab(f"exact quadratic threshold: {qc:.3f}"))
+            sur = {"abs": " (|H|)", "clip": " (H+)", "none": ""}[r.quadratic.psd_surrogate]
+            ax.axvline(qc, color="C4", lw=1.2, ls="-.", label=lab(f"exact quadratic threshold{sur}: {qc:.3f}"))
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=7, loc="upper right")
     ax2.legend(fontsize=7, loc="lower right")
