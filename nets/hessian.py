@@ -273,7 +273,7 @@ class HessianOperator(LinearOperator):
             raise ValueError("distributed=True but torch.distributed is not initialised")
         self._distributed_flag = distributed
         self._group = process_group
-        self._graphs: list[tuple[list[torch.Tensor], list[torch.Tensor], int]] | None = None
+        self._graphs: tuple[list[torch.Tensor], list[tuple[list[torch.Tensor], int]], list[torch.Tensor]] | None = None
 
         self.n_products = 0
         self.n_matmat = 0
@@ -371,11 +371,16 @@ class HessianOperator(LinearOperator):
             )
         return val
 
-    def _check_products(self, hb: torch.Tensor, batch: int) -> None:
+    def _record_non_finite(self, hb: torch.Tensor, batch: int, errors: list[str]) -> None:
+        """Raise on a non-finite product; under torch.distributed record it instead, so that every rank
+        reaches the all-reduce (and then raises) rather than leaving the others waiting."""
         bad = ~torch.isfinite(hb).all(dim=0)
         if bool(bad.any()):
             probes = torch.nonzero(bad).reshape(-1).tolist()
-            raise ValueError(f"non-finite Hessian-vector product for probe(s) {probes} on batch {batch}")
+            msg = f"non-finite Hessian-vector product for probe(s) {probes} on batch {batch}"
+            if not self.distributed:
+                raise ValueError(msg)
+            errors.append(msg)
 
     # -- products ---------------------------------------------------------------------------------------
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
@@ -384,35 +389,23 @@ class HessianOperator(LinearOperator):
             raise ValueError(f"V has non-finite entries in column(s) {torch.nonzero(bad).reshape(-1).tolist()}")
         k = V.shape[1]
         like = list(self._theta.values())
-        acc = torch.zeros_like(V)
-        first_bad: str | None = None
+        errors: list[str] = []
         with eval_mode(self._model):
             if self.cache_graph:
-                batches: Iterable[tuple[int, Any, Any]] = enumerate(self._cached_graphs())
+                acc = self._cached_product(V, like, errors)
             else:
+                acc = torch.zeros_like(V)
                 self.n_data_passes += 1
-                batches = ((i, x, y) for i, x, y in self._batches())
-            for item in batches:
-                if self.cache_graph:
-                    i, (leaves, grads, nb) = item  # type: ignore[misc]
-                    hb = self._double_backward(leaves, grads, V, like, retain=True)
-                    n_b = nb
-                else:
-                    i, x, y = item  # type: ignore[misc]
-                    n_b = int(x.shape[0])
+                for i, x, y in self._batches():
                     if self.method == "forward-over-reverse":
                         hb = self._forward_over_reverse(x, y, V, like)
                     else:
                         leaves, grads = self._first_order_graph(x, y)
                         hb = self._double_backward(leaves, grads, V, like, retain=False)
-                if self.check_finite:
-                    try:
-                        self._check_products(hb, i)
-                    except ValueError as err:
-                        if not self.distributed:
-                            raise
-                        first_bad = first_bad or str(err)
-                acc.add_(hb, alpha=float(n_b))
+                    if self.check_finite:
+                        self._record_non_finite(hb, i, errors)
+                    acc.add_(hb, alpha=float(x.shape[0]))
+        first_bad = errors[0] if errors else None
         total = torch.tensor(float(self._n_samples), dtype=torch.float64, device=self.device)
         if self.distributed:
             torch.distributed.all_reduce(acc, group=self._group)
@@ -478,14 +471,38 @@ class HessianOperator(LinearOperator):
             out[:, c] = torch.cat([h.reshape(-1) for h in hv])
         return out
 
-    def _cached_graphs(self) -> list[tuple[list[torch.Tensor], list[torch.Tensor], int]]:
+    def _cached_graphs(self) -> tuple[list[torch.Tensor], list[tuple[list[torch.Tensor], int]], list[torch.Tensor]]:
+        """Build once: shared leaves ``θ``, each batch's first-order graph ``∇ℓ_b``, and their weighted sum
+        ``Σ_b n_b ∇ℓ_b``, so that a product over all batches is one second-order backward call per probe."""
         if self._graphs is None:
             self.n_data_passes += 1
-            self._graphs = []
+            leaves = [t.detach().requires_grad_(True) for t in self._theta.values()]
+            theta = dict(zip(self.names, leaves))
+            per_batch: list[tuple[list[torch.Tensor], int]] = []
+            combined: list[torch.Tensor] | None = None
             for _, x, y in self._batches():
-                leaves, grads = self._first_order_graph(x, y)
-                self._graphs.append((leaves, grads, int(x.shape[0])))
+                with torch.enable_grad():
+                    loss = self._batch_loss(theta, x, y)
+                    grads = list(torch.autograd.grad(loss, leaves, create_graph=True, materialize_grads=True))
+                    n_b = int(x.shape[0])
+                    weighted = [g * float(n_b) for g in grads]
+                    combined = weighted if combined is None else [c + w for c, w in zip(combined, weighted)]
+                per_batch.append((grads, n_b))
+            if combined is None:  # unreachable: _batches raises on empty data
+                raise ValueError("data yielded no batch")
+            self._graphs = (leaves, per_batch, combined)
         return self._graphs
+
+    def _cached_product(self, V: torch.Tensor, like: list[torch.Tensor], errors: list[str]) -> torch.Tensor:
+        """``Σ_b n_b ∇²ℓ_b V`` from the cached graphs; on a non-finite result, locate the batch."""
+        leaves, per_batch, combined = self._cached_graphs()
+        acc = self._double_backward(leaves, combined, V, like, retain=True)
+        if self.check_finite and not bool(torch.isfinite(acc).all()):
+            for i, (grads, _) in enumerate(per_batch):
+                self._record_non_finite(self._double_backward(leaves, grads, V, like, retain=True), i, errors)
+            if not errors:  # finite per batch: the weighted sum overflowed
+                self._record_non_finite(acc, -1, errors)
+        return acc
 
     # -- gradients --------------------------------------------------------------------------------------
     def value_and_gradient(self) -> tuple[float, torch.Tensor]:

@@ -269,14 +269,15 @@ class _NaNAfter(nn.Module):
         return self.lin(x) * torch.log(x[:, :1] * -1.0 + 100.0) ** 2
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
-def test_non_finite_products_raise(method: str) -> None:
+@pytest.mark.parametrize("method,cache", [(m, False) for m in HVP_METHODS] + [("double-backward", True)])
+def test_non_finite_products_raise(method: str, cache: bool) -> None:
     g = _gen(11)
     model = _NaNAfter()
     good = (torch.randn(4, 3, generator=g), torch.randint(0, 2, (4,), generator=g))
     bad = (torch.full((2, 3), 200.0), torch.zeros(2, dtype=torch.long))
-    H = HessianOperator(model, nn.CrossEntropyLoss(), [good, bad], method=method, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"non-finite Hessian-vector product for probe\(s\) \[0, 1\] on batch 1"):
+    H = HessianOperator(model, nn.CrossEntropyLoss(), [good, good, bad], method=method, dtype=torch.float64,
+                        cache_graph=cache)
+    with pytest.raises(ValueError, match=r"non-finite Hessian-vector product for probe\(s\) \[0, 1\] on batch 2"):
         H.matmat(torch.ones(H.shape[0], 2, dtype=torch.float64))
     H_ok = HessianOperator(model, nn.CrossEntropyLoss(), [good], method=method, dtype=torch.float64)
     V = torch.ones(H_ok.shape[0], 2, dtype=torch.float64)
