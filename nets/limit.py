@@ -30,7 +30,6 @@ The library never prints; progress goes to an optional ``progress(stage, done, t
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -50,7 +49,7 @@ from torch import nn
 
 from nets.data import DataSplit, fixed_batches
 from nets.hessian import HVP_METHODS, HessianOperator, eval_mode
-from nets.params import count_parameters, prunable_parameters
+from nets.params import copy_model, count_parameters, prunable_parameters
 from numerics.operators import LinearOperator
 from numerics.slq import Spectrum, slq
 from theory.limits import METHODS, NEGATIVE_POLICIES, PruningLimit, pruning_limit
@@ -174,18 +173,6 @@ def _check_generator(generator: Any) -> torch.Generator:
 
 def _flat_prunable(model: nn.Module) -> np.ndarray:
     return torch.cat([w.detach().reshape(-1).to("cpu", torch.float64) for _, w in prunable_parameters(model)]).numpy()
-
-
-def _copy_model(model: nn.Module) -> nn.Module:
-    """``copy.deepcopy`` that also works for modules pruned with ``torch.nn.utils.prune``: their ``weight`` is a
-    non-leaf tensor (``weight_orig * weight_mask``), which deepcopy refuses, so it is copied detached (it is
-    recomputed from ``weight_orig`` and the mask anyway)."""
-    memo: dict[int, Any] = {}
-    for mod in model.modules():
-        for value in vars(mod).values():
-            if isinstance(value, torch.Tensor) and not value.is_leaf:
-                memo[id(value)] = value.detach().clone()
-    return copy.deepcopy(model, memo)
 
 
 def _to_device(batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device, dtype: torch.dtype
@@ -823,7 +810,7 @@ def estimate_pruning_limit(
 
     # a copy: the caller's model is never changed; masks installed by torch.nn.utils.prune are made permanent
     # on the copy so that the prunable weights are plain parameters (pruned entries stay zero)
-    work = remove_masks(_copy_model(model)).to(dev)
+    work = remove_masks(copy_model(model)).to(dev)
     for p in work.parameters():
         p.requires_grad_(True)
         p.grad = None

@@ -8,10 +8,13 @@ definition shared by :mod:`nets.hessian`, :mod:`nets.prune` and :mod:`nets.limit
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["PRUNABLE_MODULES", "prunable_parameters", "flatten", "unflatten_like", "count_parameters"]
+__all__ = ["PRUNABLE_MODULES", "prunable_parameters", "flatten", "unflatten_like", "count_parameters", "copy_model"]
 
 #: Module types whose ``weight`` is prunable.
 PRUNABLE_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -64,3 +67,19 @@ def count_parameters(model: nn.Module, prunable_only: bool = False) -> int:
     if prunable_only:
         return sum(p.numel() for _, p in prunable_parameters(model))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works for modules pruned with ``torch.nn.utils.prune``.
+
+    A pruned module's ``weight`` is a non-leaf tensor (``weight_orig * weight_mask``) that ``deepcopy`` refuses;
+    it is copied detached (the pruning hook recomputes it from ``weight_orig`` and the mask anyway).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    memo: dict[int, Any] = {}
+    for mod in model.modules():
+        for value in vars(mod).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)

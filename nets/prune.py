@@ -17,7 +17,6 @@ smaller flat index is kept. Weights outside ``within`` (already pruned) are rank
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from nets.params import prunable_parameters
+from nets.params import copy_model, prunable_parameters
 
 __all__ = [
     "Masks",
@@ -355,7 +354,7 @@ def magnitude_sweep(
     fr = [_check_fraction(f"keep_fractions[{i}]", f) for i, f in enumerate(keep_fractions)]
     if not fr:
         raise ValueError("keep_fractions is empty")
-    work = remove_masks(copy.deepcopy(model))
+    work = remove_masks(copy_model(model))
     ws = [(n, w) for n, w in prunable_parameters(work)]
     dense = torch.cat([w.detach().reshape(-1) for _, w in ws])
     if not bool(torch.isfinite(dense).all()):

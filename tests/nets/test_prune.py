@@ -179,6 +179,20 @@ def test_sweep_in_memory_matches_explicit_pruning():
     assert magnitude_sweep(model, [0.5], lambda m: 1.0).metrics["value"].tolist() == [1.0]
 
 
+def test_sweep_on_a_model_carrying_prune_masks():
+    # torch.nn.utils.prune makes `weight` a non-leaf tensor that copy.deepcopy refuses; the sweep must still work
+    # on such a model, leave its masks in place, and start from its already-pruned weights.
+    data = load_dataset("teacher-student", n_train=64, n_test=32, input_dim=4, hidden=8, num_classes=3)
+    model = _mlp(3)
+    apply_masks(model, global_magnitude_masks(model, 0.5))
+    masks_before = {k: v.clone() for k, v in model_masks(model).items()}
+    res = magnitude_sweep(model, [1.0, 0.5, 0.25], lambda m: dict(zip(("loss", "acc"), evaluate(m, data.test))))
+    assert res.kept.tolist() == [69, 35, 18]
+    # kept fractions 1.0 and 0.5 keep the same weights (the masked model already has 34 zeros)
+    assert res.metrics["loss"][0] == pytest.approx(res.metrics["loss"][1], rel=1e-12)
+    assert all(torch.equal(masks_before[k], v) for k, v in model_masks(model).items())
+
+
 def test_imp_with_rewinding_gives_nested_masks():
     data = load_dataset("teacher-student", n_train=64, n_test=32, input_dim=4, hidden=8, num_classes=3)
     model = _mlp(4)
