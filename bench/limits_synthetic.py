@@ -39,7 +39,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from typing import Any
 
 import numpy as np

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from numerics.operators import LinearOperator, aslinearoperator
+from numerics.operators import aslinearoperator
 
 __all__ = ["LanczosResult", "lanczos", "tridiagonal_quadrature", "draw_probes"]
 

@@ -142,7 +142,7 @@ def ellipsoid_cone() -> CheckResult:
     cAc = (c.T * A * c)[0]
     # K = {x : cᵀAx ≥ 0, xᵀQx ≥ 0},  Q = Ac cᵀA − (cᵀAc − 1)A  (min over τ of (x−τc)ᵀA(x−τc) − τ²)
     Q = A * c * c.T * A - (cAc - 1) * A
-    q0, q1, q2 = Q[0, 0], Q[1, 1], Q[2, 2]  # diagonal in this basis
+    q0, q1 = Q[0, 0], Q[1, 1]  # Q is diagonal in this basis (checked below)
     slope1 = sp.sqrt(q0 / -q1)
     ok_slopes = sp.simplify(q0 / -q1 - r1**2 / (R**2 - r0**2)) == 0 and Q.is_diagonal()
     ok_limit = sp.simplify(sp.limit(slope1, r0, 0) - r1 / R) == 0
