@@ -39,6 +39,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from numerics.slq import Spectrum
+from theory.kinematics import a_eta
 
 __all__ = [
     "PruningLimit",
@@ -67,18 +68,6 @@ DEFAULT_NEGATIVE = "abs"
 _XTOL = 1e-12
 # Number of standard errors of the SLQ estimate added to the bands (≈95 % for a Gaussian error).
 _BAND_Z = 2.0
-
-
-def a_eta(eta: float) -> float:
-    """The kinematic-formula constant ``a_η = √(8 log(4/η))`` (ALMT 2014, Thm I; MATH.md §1.4), from
-    :func:`theory.kinematics.a_eta`.
-
-    >>> round(a_eta(0.01), 4)
-    6.9233
-    """
-    from theory.kinematics import a_eta as _a_eta
-
-    return float(_a_eta(eta))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -359,6 +348,16 @@ class PruningLimit:
     curves: LimitCurves | None = None
     iterations: int = 0
     converged: bool = True
+
+    @property
+    def kept_fraction(self) -> float:
+        """``ρ*``, the fraction of the N prunable weights kept (the final paper's "pruning ratio")."""
+        return self.rho
+
+    @property
+    def removed_fraction(self) -> float:
+        """``1 − ρ*``, the fraction removed (what the authors' code prints as the pruning ratio)."""
+        return self.removed
 
     @property
     def kept_count(self) -> int:

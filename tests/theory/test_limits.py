@@ -50,6 +50,7 @@ def test_single_atom_closed_forms():
     a, b, c = lam * N, -(2 * lam * N + 2 * eps), lam * N
     assert flat.rho == pytest.approx((-b - math.sqrt(b * b - 4 * a * c)) / (2 * a), abs=1e-10)
     assert free.removed == pytest.approx(1 - free.rho)
+    assert free.kept_fraction == free.rho and free.removed_fraction == free.removed
     assert free.predicted_increase == pytest.approx(eps, rel=1e-8)
     assert flat.predicted_increase == pytest.approx(eps, rel=1e-8)
 
