@@ -32,8 +32,13 @@ When ``torch.distributed`` is initialised, each rank passes its own shard of the
 weighted sums ``Σ_b n_b ∇²ℓ_b V`` and the sample counts are all-reduced, so every rank gets the same
 ``H V`` as a single process over the union of the shards (up to floating-point summation order).
 
-torch.compile was measured on the forward-over-reverse product (26k-parameter MLP, 2 CPU cores, torch 2.13):
-about a minute of compilation and a slower product, so it is not used.
+Cost (``bench/spectrum.py``, float32, 1 CPU thread, torch 2.13; gradient = one forward + backward over the
+same data): one product costs 3-4.5 gradients by ``"forward-over-reverse"`` and 3-3.7 by ``"double-backward"``
+over a full batch, 1.3-2.2 with ``cache_graph=True``; inside a batch of 8 probes each product costs 1.3-2.3
+gradients by either method. The products are flop-bound (a second-order pass does about twice the matrix
+multiplications of a gradient), so batching amortises the shared primal pass and per-call overhead only.
+torch.compile was tried on the forward-over-reverse product (26k-parameter MLP, 2 CPU cores): about a minute
+of compilation and a slower product, so it is not used.
 """
 
 from __future__ import annotations
