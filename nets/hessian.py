@@ -53,17 +53,17 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from numerics.operators import LinearOperator
 from nets.params import prunable_parameters, unflatten_like
+from numerics.operators import LinearOperator
 
-__all__ = ["HessianOperator", "HVP_METHODS", "eval_mode"]
+__all__ = ["HVP_METHODS", "HessianOperator", "eval_mode"]
 
 logger = logging.getLogger(__name__)
 
 #: The product methods accepted by :class:`HessianOperator`.
 HVP_METHODS: tuple[str, ...] = ("forward-over-reverse", "double-backward")
 
-ParamSelector = Union[None, Sequence[str], Callable[[str, nn.Parameter], bool]]
+ParamSelector = Union[None, Sequence[str], Callable[[str, nn.Parameter], bool]]  # noqa: UP007 (runtime alias)
 
 
 @contextlib.contextmanager
@@ -304,9 +304,12 @@ class HessianOperator(LinearOperator):
                 "data is a one-shot iterator; pass a list of batches or a re-iterable loader (each product "
                 "needs a full pass over the same data)"
             )
-        if isinstance(data, torch.utils.data.DataLoader):
-            if data.drop_last and isinstance(data.sampler, torch.utils.data.RandomSampler):
-                raise ValueError(
+        if (
+            isinstance(data, torch.utils.data.DataLoader)
+            and data.drop_last
+            and isinstance(data.sampler, torch.utils.data.RandomSampler)
+        ):
+            raise ValueError(
                     "a DataLoader with shuffle=True and drop_last=True drops different samples every pass, so "
                     "the Hessian would change between products; use drop_last=False"
                 )

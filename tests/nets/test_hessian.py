@@ -342,7 +342,6 @@ def test_error_inputs() -> None:
 def test_eval_mode_restores_on_error() -> None:
     m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     m[1].eval()
-    with pytest.raises(RuntimeError, match="boom"):
-        with eval_mode(m):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(m):
+        raise RuntimeError("boom")
     assert m.training is True and m[0].training is True and m[1].training is False
