@@ -30,7 +30,10 @@ touched. The operator is therefore the Hessian at the parameters *at constructio
 
 When ``torch.distributed`` is initialised, each rank passes its own shard of the data; the batch-size-
 weighted sums ``Σ_b n_b ∇²ℓ_b V`` and the sample counts are all-reduced, so every rank gets the same
-``H V`` as a single process over the union of the shards (up to floating-point summation order).
+``H V`` as a single process over the union of the shards (up to floating-point summation order). Every rank
+must call ``matmat`` with the same ``V`` (as SLQ does with the same generator seed on every rank); a
+non-finite product on one rank is reported on every rank after the all-reduce rather than leaving the
+others waiting.
 
 Cost (``bench/spectrum.py``, float32, 1 CPU thread, torch 2.13; gradient = one forward + backward over the
 same data): one product costs 3-4.5 gradients by ``"forward-over-reverse"`` and 3-3.7 by ``"double-backward"``
@@ -520,6 +523,7 @@ class HessianOperator(LinearOperator):
         """
         acc = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
         val = torch.zeros((), dtype=torch.float64, device=self.device)
+        errors: list[str] = []
         with eval_mode(self._model):
             self.n_data_passes += 1
             for i, x, y in self._batches():
@@ -529,7 +533,9 @@ class HessianOperator(LinearOperator):
                     g = torch.autograd.grad(loss, list(leaves.values()), materialize_grads=True)
                 flat = torch.cat([t.reshape(-1) for t in g])
                 if self.check_finite and not bool(torch.isfinite(flat).all()):
-                    raise ValueError(f"non-finite gradient on batch {i}")
+                    if not self.distributed:
+                        raise ValueError(f"non-finite gradient on batch {i}")
+                    errors.append(f"non-finite gradient on batch {i}")
                 acc.add_(flat, alpha=float(x.shape[0]))
                 val += float(x.shape[0]) * loss.detach().to(torch.float64)
         total = torch.tensor(float(self._n_samples), dtype=torch.float64, device=self.device)
@@ -537,6 +543,8 @@ class HessianOperator(LinearOperator):
             torch.distributed.all_reduce(acc, group=self._group)
             torch.distributed.all_reduce(val, group=self._group)
             torch.distributed.all_reduce(total, group=self._group)
+        if self.check_finite and (errors or not bool(torch.isfinite(acc).all())):
+            raise ValueError(errors[0] if errors else "non-finite gradient after averaging (overflow, or another rank)")
         self.n_gradients += 1
         return float(val / total), acc / total.to(acc.dtype)
 

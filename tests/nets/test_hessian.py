@@ -279,6 +279,8 @@ def test_non_finite_products_raise(method: str, cache: bool) -> None:
                         cache_graph=cache)
     with pytest.raises(ValueError, match=r"non-finite Hessian-vector product for probe\(s\) \[0, 1\] on batch 2"):
         H.matmat(torch.ones(H.shape[0], 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="non-finite gradient on batch 2"):
+        H.gradient()
     H_ok = HessianOperator(model, nn.CrossEntropyLoss(), [good], method=method, dtype=torch.float64)
     V = torch.ones(H_ok.shape[0], 2, dtype=torch.float64)
     V[3, 1] = math.nan

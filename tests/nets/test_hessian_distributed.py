@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -52,6 +53,14 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, model_state: di
         H_local = HessianOperator(model, nn.CrossEntropyLoss(), shards[rank], params=lambda n, p: True,
                                   dtype=torch.float64, distributed=False)
         results["local"] = H_local.matmat(V)
+        # a non-finite product on rank 1 only: both ranks must raise (neither may hang in the all-reduce)
+        x, y = shards[rank][0]
+        poisoned = [(torch.full_like(x, math.inf), y)] if rank == 1 else shards[rank]
+        H_bad = HessianOperator(model, nn.CrossEntropyLoss(), poisoned, dtype=torch.float64)
+        try:
+            H_bad.matmat(V[: H_bad.shape[0]])
+        except ValueError as err:
+            results["error"] = torch.tensor([ord(c) for c in str(err)])
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -82,5 +91,10 @@ def test_two_gloo_ranks_equal_single_process(tmp_path) -> None:
         for key, _, _ in RUNS:
             assert (res[r][key] - ref).abs().max().item() <= tol, (r, key)
             assert (res[r][key + "-grad"] - ref_grad).abs().max().item() <= 1e-13, (r, key)
+    def error(r: int) -> str:
+        return "".join(chr(int(c)) for c in res[r]["error"])
+
+    assert error(1) == "non-finite Hessian-vector product for probe(s) [0, 1, 2] on batch 0"
+    assert error(0).startswith("non-finite Hessian-vector product after averaging")
     # without the all-reduce each rank only sees its shard: a different matrix (the test can fail)
     assert (res[0]["local"] - ref).abs().max().item() > 1e-3 * scale
