@@ -411,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     env = environment()
+    if env["pyhessian"] is None:
+        p.error("PyHessian is not installed: .venv/bin/pip install -c constraints.txt pyhessian==0.1 (the 'bench' extra)")
     torch.manual_seed(args.seed)  # model initialisation (a script; the library never seeds)
     X, y = digits()
     models = [("digits MLP 64-128-128-10", mlp((64, 128, 128, 10)))]
