@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import brentq
 
-from numerics.slq import Spectrum
+from numerics.spectrum import Spectrum
 from theory.kinematics import a_eta
 
 __all__ = [

@@ -13,6 +13,7 @@ import scipy.stats
 import torch
 
 import numerics.slq as slq_mod
+import numerics.spectrum as spectrum_mod
 from numerics.operators import DenseOperator, DiagonalOperator
 from numerics.slq import Spectrum, ctu_parameters, pyhessian_sigma, slq
 from numerics.testing import goe, rotated_diagonal, spiked_wigner
@@ -24,8 +25,20 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def test_doctests() -> None:
-    assert doctest.testmod(slq_mod, raise_on_error=False).failed == 0
+@pytest.mark.parametrize("mod", [slq_mod, spectrum_mod], ids=lambda m: m.__name__)
+def test_doctests(mod) -> None:
+    res = doctest.testmod(mod, raise_on_error=False)
+    assert res.attempted > 0 and res.failed == 0
+
+
+def test_spectrum_module_is_numpy_only() -> None:
+    # theory.* takes a Spectrum as input and is numpy/scipy only: neither may import torch.
+    import subprocess
+    import sys
+
+    code = "import sys, numerics.spectrum, theory.limits, theory.quadratic; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("dense", [False, True])
