@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -45,6 +44,7 @@ import numpy as np
 import scipy
 import torch
 
+from numerics.atomic import atomic_write_json
 from numerics.operators import DenseOperator
 from numerics.slq import Spectrum, slq
 from numerics.testing import haar_orthogonal
@@ -274,11 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {"args": vars(args), "environment": env, "summary": summary, "rows": rows, "costs": costs,
                    "total_s": total}
-        d = os.path.dirname(os.path.abspath(args.json))
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, args.json)
+        atomic_write_json(args.json, payload, indent=1, allow_nan=True)
     return 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -245,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
           + (f", exact quadratic {lim['exact_quadratic']:.4f}" if q is not None else ""))
     print("checks: " + ", ".join(f"{k}={'ok' if v else 'FAIL'}" for k, v in checks.items()))
     if args.json is not None:
-        from nets.limit import _atomic_write_text, _finite_or_none
+        from nets.limit import _finite_or_none
+        from numerics.atomic import atomic_write_json
 
-        _atomic_write_text(args.json, json.dumps(_finite_or_none(record), indent=1, allow_nan=False))
+        atomic_write_json(args.json, _finite_or_none(record), indent=1)
         print(f"wrote {args.json}")
     if not all(checks.values()):
         print("error: accuracy checks failed: " + ", ".join(k for k, v in checks.items() if not v), file=sys.stderr)

@@ -40,12 +40,10 @@ import argparse
 import contextlib
 import copy
 import itertools
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -55,6 +53,7 @@ import torch
 from torch import nn
 
 from nets.hessian import HessianOperator
+from numerics.atomic import atomic_write_json
 from numerics.slq import Spectrum, slq
 
 
@@ -380,11 +379,7 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_json(path: str, payload: dict) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".spectrum-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(_jsonable(payload), fh, indent=2)
-    os.replace(tmp, path)
+    atomic_write_json(path, _jsonable(payload), indent=2, allow_nan=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from torch import nn
 from nets.data import DataSplit, fixed_batches
 from nets.hessian import HVP_METHODS, HessianOperator, eval_mode
 from nets.params import copy_model, count_parameters, prunable_parameters
+from numerics.atomic import atomic_write_text
 from numerics.operators import LinearOperator
 from numerics.slq import Spectrum, slq
 from theory.limits import METHODS, NEGATIVE_POLICIES, PruningLimit, pruning_limit
@@ -124,22 +124,6 @@ def _finite_or_none(x: Any) -> Any:
     if isinstance(x, torch.dtype):
         return str(x)
     return x
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _limit_to_dict(lim: PruningLimit) -> dict[str, Any]:
@@ -685,7 +669,7 @@ class LimitResult:
     def save_json(self, path: str | os.PathLike, **kwargs: Any) -> Path:
         """Write :meth:`to_dict` to ``path`` atomically (strict JSON)."""
         text = json.dumps(self.to_dict(**kwargs), indent=1, allow_nan=False)
-        return _atomic_write_text(Path(path), text)
+        return atomic_write_text(Path(path), text)
 
 
 # ----------------------------------------------------------------------------------------------- pipeline

@@ -32,7 +32,6 @@ training to rounding.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -49,6 +48,7 @@ from torch.utils.data import Dataset
 
 from nets.data import ArrayDataset, DataSplit, make_loader
 from nets.params import prunable_parameters
+from numerics.atomic import atomic_open, atomic_write_json
 
 __all__ = [
     "TrainConfig",
@@ -230,22 +230,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _atomic_write_bytes_via(path: Path, writer: Callable[[str], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        writer(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _save_json(path: Path, obj: Any) -> None:
-    def w(p: str) -> None:
-        with open(p, "w") as f:
-            json.dump(obj, f, indent=1)
-
-    _atomic_write_bytes_via(path, w)
 
 
 def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -503,8 +487,9 @@ def train(
                     "history": history,
                     "config": config.to_dict(),
                 }
-                _atomic_write_bytes_via(ckpt_path, lambda p: torch.save(state, p))
-                _save_json(hist_path, {"config": config.to_dict(), "history": history})
+                with atomic_open(ckpt_path, "wb") as fh:
+                    torch.save(state, fh)
+                atomic_write_json(hist_path, {"config": config.to_dict(), "history": history}, indent=1)
             if distributed:
                 dist.barrier()
             log.info("epoch %d/%d %s", epoch + 1, config.epochs, record)

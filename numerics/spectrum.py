@@ -17,12 +17,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from numerics.atomic import atomic_open
 
 __all__ = ["Spectrum", "pyhessian_sigma", "ctu_parameters"]
 
@@ -245,36 +246,25 @@ class Spectrum:
         is_json = p.suffix.lower() == ".json"
         if not is_json and p.suffix.lower() != ".npz":
             p = p.with_name(p.name + ".npz")
-        directory = p.parent if str(p.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                if is_json:
-                    payload = {
-                        "format": _FORMAT,
-                        "dim": self.dim,
-                        "exact": self.exact,
-                        "nodes": self.nodes.tolist(),
-                        "weights": self.weights.tolist(),
-                    }
-                    fh.write(json.dumps(payload).encode("utf-8"))
-                else:
-                    np.savez(
-                        fh,
-                        format=np.array(_FORMAT),
-                        nodes=self.nodes,
-                        weights=self.weights,
-                        dim=np.array(self.dim),
-                        exact=np.array(self.exact),
-                    )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the file ordinary permissions
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_open(p, "wb") as fh:
+            if is_json:
+                payload = {
+                    "format": _FORMAT,
+                    "dim": self.dim,
+                    "exact": self.exact,
+                    "nodes": self.nodes.tolist(),
+                    "weights": self.weights.tolist(),
+                }
+                fh.write(json.dumps(payload).encode("utf-8"))
+            else:
+                np.savez(
+                    fh,
+                    format=np.array(_FORMAT),
+                    nodes=self.nodes,
+                    weights=self.weights,
+                    dim=np.array(self.dim),
+                    exact=np.array(self.exact),
+                )
         return p
 
     @classmethod

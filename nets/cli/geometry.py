@@ -10,16 +10,16 @@ projections on the cvxpy samples. A final ``max |z|`` line summarises the agreem
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from typing import Any
 
 import numpy as np
+
+from numerics.atomic import atomic_write_json
 
 __all__ = ["add_arguments", "run", "standard_cones", "compute_table"]
 
@@ -181,19 +181,6 @@ def render(table: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json_atomic(path: str, obj: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".geometry-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     if args.samples < 2:
         print(f"prunelimit geometry: --samples must be >= 2, got {args.samples}", file=sys.stderr)
@@ -210,5 +197,5 @@ def run(args: argparse.Namespace) -> int:
     print(render(table))
     print(f"({table['seconds']:.1f} s)")
     if args.json is not None:
-        _write_json_atomic(args.json, table)
+        atomic_write_json(args.json, table, indent=2)
     return 0

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from nets.cli._args import positive, nonneg_float
+from numerics.atomic import atomic_open, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,69 +35,38 @@ JSON_NAME = "grda.json"
 PNG_NAME = "grda.png"
 
 
-def _positive(kind):
-    def parse(s: str):
-        try:
-            v = kind(s)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from exc
-        if not (v > 0) or (isinstance(v, float) and not math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-        return v
-
-    return parse
-
-
-def _nonneg_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a float, got {s!r}") from exc
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {s}")
-    return v
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
     parser.add_argument("--model", default="mlp", help="model name for nets.models.build_model (default mlp)")
-    parser.add_argument("--hidden", type=_positive(int), nargs="+", default=[32],
+    parser.add_argument("--hidden", type=positive(int), nargs="+", default=[32],
                         help="MLP hidden widths (default 32: 2410 parameters)")
-    parser.add_argument("--epochs", type=_positive(int), default=100, help="epochs for each run (default 100)")
-    parser.add_argument("--batch-size", type=_positive(int), default=32, help="mini-batch size (default 32)")
-    parser.add_argument("--lr", type=_positive(float), default=0.1,
+    parser.add_argument("--epochs", type=positive(int), default=100, help="epochs for each run (default 100)")
+    parser.add_argument("--batch-size", type=positive(int), default=32, help="mini-batch size (default 32)")
+    parser.add_argument("--lr", type=positive(float), default=0.1,
                         help="learning rate, both runs (default 0.1, the authors' CIFAR/ImageNet rate)")
     parser.add_argument("--lr-drop-epoch", type=int, default=None,
                         help="multiply lr by 0.1 from this epoch on (the authors' ImageNet schedule; default: "
                              "constant lr)")
-    parser.add_argument("--c", type=_nonneg_float, default=0.02,
+    parser.add_argument("--c", type=nonneg_float, default=0.02,
                         help="gRDA c (default 0.02: chosen for this small MLP so that about half the weights "
                              "are pruned; the authors use 0.0005-0.005 on networks with 10^7 weights)")
-    parser.add_argument("--mu", type=_positive(float), default=0.55, help="gRDA mu (default 0.55, authors' WRN)")
+    parser.add_argument("--mu", type=positive(float), default=0.55, help="gRDA mu (default 0.55, authors' WRN)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and order")
-    parser.add_argument("--top-k", type=_positive(int), default=10,
+    parser.add_argument("--top-k", type=positive(int), default=10,
                         help="Hessian eigenvectors for the projection ratio (default 10, the authors')")
     parser.add_argument("--hessian", choices=("auto", "dense", "lanczos"), default="auto",
                         help="top eigenvectors by block Lanczos (numerics.eigs; auto for more than 500 parameters) or by "
                              "eigh of the dense Hessian (one HVP per parameter)")
-    parser.add_argument("--path-points", type=_positive(int), default=21,
+    parser.add_argument("--path-points", type=positive(int), default=21,
                         help="points on each path where the loss is evaluated (default 21)")
-    parser.add_argument("--bezier-steps", type=_positive(int), default=200,
+    parser.add_argument("--bezier-steps", type=positive(int), default=200,
                         help="Adam steps fitting the Bézier control point, 4 values of t each (default 200)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 # ---------------------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _flat(model) -> "torch.Tensor":  # noqa: F821
@@ -258,7 +227,8 @@ def _plot(path: Path, hist_sgd, hist_grda, diag) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    with atomic_open(path, "wb") as fh:
+        fh.write(buf.getvalue())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -321,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()},
         "total_seconds": time.perf_counter() - t_start,
     }
-    _atomic_write(out / JSON_NAME, json.dumps(result, indent=1).encode())
+    atomic_write_json(out / JSON_NAME, result, indent=1)
     _plot(out / PNG_NAME, runs["sgd"]["history"], runs["grda"]["history"], diag)
 
     print(f"digits / {args.model} ({sp['n_parameters']} parameters), {args.epochs} epochs, lr {args.lr}, "

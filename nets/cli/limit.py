@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from nets.cli._args import fraction, positive
+from numerics.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -40,34 +41,13 @@ SPECTRUM_PNG = "spectrum.png"
 
 
 # ---------------------------------------------------------------------------------------------- arguments
-def _positive(kind):
-    def parse(s: str):
-        try:
-            v = kind(s)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from exc
-        if not (v > 0) or (isinstance(v, float) and not math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-        return v
-
-    return parse
-
-
-def _fraction(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a float, got {s!r}") from exc
-    if not (0.0 <= v <= 1.0):
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {s}")
-    return v
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str) -> None:
     """Options shared by ``prunelimit limit`` and ``prunelimit spectrum``: model, data, training, SLQ, device."""
     g = parser.add_argument_group("model and data")
     g.add_argument("--model", default="mlp", help="model name for nets.models.build_model (default mlp)")
-    g.add_argument("--hidden", type=_positive(int), nargs="+", default=None,
+    g.add_argument("--hidden", type=positive(int), nargs="+", default=None,
                    help="hidden widths of --model mlp (default 32: 2368 prunable weights)")
     g.add_argument("--data", default="digits",
                    help="dataset name: digits (default), teacher-student, cifar10, cifar100, tinyimagenet")
@@ -75,25 +55,25 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str) ->
     g.add_argument("--checkpoint", type=Path, default=None,
                    help="start from these weights (nets.train checkpoint.pt or a torch.save'd state_dict; read "
                         "with weights_only=True) instead of training")
-    g.add_argument("--epochs", type=_positive(int), default=None,
+    g.add_argument("--epochs", type=positive(int), default=None,
                    help="training epochs when no --checkpoint (default: 60 for the digits models, 200 for the "
                         "paper's models)")
-    g.add_argument("--lr", type=_positive(float), default=None, help="training learning rate (default: see --epochs)")
+    g.add_argument("--lr", type=positive(float), default=None, help="training learning rate (default: see --epochs)")
     g.add_argument("--l1", type=float, default=None,
                    help="l1 coefficient lambda (default 1e-3 on digits; the paper's value for its models)")
     s = parser.add_argument_group("Hessian spectrum (SLQ)")
-    s.add_argument("--slq-steps", type=_positive(int), default=128, help="Lanczos steps per probe (default 128, the authors')")
-    s.add_argument("--slq-probes", type=_positive(int), default=4,
+    s.add_argument("--slq-steps", type=positive(int), default=128, help="Lanczos steps per probe (default 128, the authors')")
+    s.add_argument("--slq-probes", type=positive(int), default=4,
                    help="SLQ probes (default 4; the authors used 1, which leaves the standard error unknown)")
-    s.add_argument("--deflate", type=_positive(int), default=None, help="deflate the top-k eigenpairs before SLQ")
-    s.add_argument("--hessian-batch-size", type=_positive(int), default=1024,
+    s.add_argument("--deflate", type=positive(int), default=None, help="deflate the top-k eigenpairs before SLQ")
+    s.add_argument("--hessian-batch-size", type=positive(int), default=1024,
                    help="batch size of the Hessian data (the full un-augmented training set; default 1024)")
-    s.add_argument("--hessian-samples", type=_positive(int), default=None,
+    s.add_argument("--hessian-samples", type=positive(int), default=None,
                    help="use a fixed random subset of this many training samples for the Hessian (default: all)")
     r = parser.add_argument_group("run")
     r.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     r.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data order and SLQ probes (default 0)")
-    r.add_argument("--threads", type=_positive(int), default=None,
+    r.add_argument("--threads", type=positive(int), default=None,
                    help="torch CPU threads (default: 1 for the built-in digits/teacher-student data, whose tiny "
                         "matrices gain nothing from intra-op threads and lose much to contention; torch's choice "
                         "otherwise)")
@@ -104,13 +84,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str) ->
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, out_default="prunelimit-limit")
     p = parser.add_argument_group("pruning limit")
-    p.add_argument("--eps", type=_positive(float), default=None,
+    p.add_argument("--eps", type=positive(float), default=None,
                    help="loss tolerance (default: std of the per-batch training loss of the dense model, batch 128)")
     p.add_argument("--method", choices=("free", "flat"), default="free",
                    help="primary prediction: free (ours, default) or flat (the authors' formula); both are reported")
-    p.add_argument("--accuracy-tolerance", type=_fraction, default=0.01,
+    p.add_argument("--accuracy-tolerance", type=fraction, default=0.01,
                    help="accuracy criterion: test accuracy >= dense - this (default 0.01)")
-    p.add_argument("--sweep-step", type=_fraction, default=0.001,
+    p.add_argument("--sweep-step", type=fraction, default=0.001,
                    help="grid step of the kept fraction in the magnitude-pruning sweep (default 0.001, the authors')")
     p.add_argument("--exact", choices=("auto", "on", "off"), default="auto",
                    help="dense-Hessian exact quadratic threshold: auto (N <= 5000), on, off")
@@ -147,15 +127,8 @@ class StageBars:
 
 
 def _atomic_savefig(fig: Any, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
     return path
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from nets.data import fixed_batches
-    from nets.limit import _atomic_write_text, _finite_or_none, hessian_spectrum, summarize_spectrum
+    from nets.limit import _finite_or_none, hessian_spectrum, summarize_spectrum
+    from numerics.atomic import atomic_write_json
 
     if args.data_root is not None and args.data.lower() in ("digits", "teacher-student"):
         print(f"error: --data-root is not used by the built-in dataset {args.data!r}", file=sys.stderr)
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
                         "n_prunable": spec.dim, "class": type(model).__name__},
               "train": info,
               "command": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
-    _atomic_write_text(args.out / "spectrum_summary.json", json.dumps(_finite_or_none(record), indent=1, allow_nan=False))
+    atomic_write_json(args.out / "spectrum_summary.json", _finite_or_none(record), indent=1)
     plot_spectrum(spec, args.out / "spectrum.png",
                   title=f"Hessian spectrum of the prunable weights ({type(model).__name__} on {data.name})")
     s = summary

@@ -1,0 +1,59 @@
+"""numerics.atomic: complete files or none, ordinary permissions, clear errors."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import stat
+
+import pytest
+
+import numerics.atomic as atomic_mod
+from numerics.atomic import atomic_open, atomic_write_json, atomic_write_text
+
+
+def test_doctests() -> None:
+    res = doctest.testmod(atomic_mod, raise_on_error=False)
+    assert res.attempted > 0 and res.failed == 0
+
+
+def test_failure_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
+    p = atomic_write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_open(p, "w", encoding="utf-8") as fh:
+            fh.write("partial")
+            raise RuntimeError("boom")
+    assert p.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_permissions_follow_the_umask(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "b.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_json_is_strict_and_serialised_before_opening(tmp_path) -> None:
+    p = atomic_write_json(tmp_path / "c.json", {"a": [1.0, 2]}, indent=1)
+    assert json.loads(p.read_text()) == {"a": [1.0, 2]}
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        atomic_write_json(tmp_path / "d.json", {"a": float("nan")})
+    assert not (tmp_path / "d.json").exists() and sorted(os.listdir(tmp_path)) == ["c.json"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"mode": "a"}, ValueError, "mode must be 'w' or 'wb', got 'a'"),
+        ({"path_suffix": "missing/x.txt"}, FileNotFoundError, "directory of path does not exist"),
+    ],
+)
+def test_error_inputs(tmp_path, kwargs, exc, match) -> None:
+    path = tmp_path / kwargs.pop("path_suffix", "x.txt")
+    with pytest.raises(exc, match=match):
+        with atomic_open(path, **kwargs):
+            pass
