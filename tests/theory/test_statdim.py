@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -172,19 +171,16 @@ def test_expected_sq_excess_by_quadrature():
         assert float(expected_sq_excess(tau)) == pytest.approx(val, rel=1e-10, abs=1e-300)
 
 
-def test_psi_vectorised_and_fast():
+def test_psi_vectorised():
+    # speed (target < 50 ms for 10⁴ values) is measured in bench/geometry.py, not asserted here
     rho = np.random.default_rng(0).uniform(0, 1, size=10_000)
     rho[:3] = [0.0, 1.0, 1e-300]
-    t0 = time.perf_counter()
     r = l1_psi(rho)
-    elapsed = time.perf_counter() - t0
     assert r.value.shape == (10_000,) and r.tau.shape == (10_000,)
     assert r.value[0] == 0.0 and r.tau[0] == np.inf and r.value[1] == 1.0 and r.tau[1] == 0.0
     assert np.all(np.isfinite(r.value)) and np.all(np.diff(r.value[np.argsort(rho)]) >= -1e-15)
     for i in (5, 500, 9999):
         assert r.value[i] == l1_psi(float(rho[i])).value
-    # target < 50 ms on a quiet machine (bench/geometry.py); generous here because CI machines are shared
-    assert elapsed < 0.5
     rp = l1_psi_nonneg(rho.reshape(100, 100))
     assert rp.value.shape == (100, 100) and np.all(rp.value <= r.value.reshape(100, 100) + 1e-15)
 
