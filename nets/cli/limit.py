@@ -371,15 +371,35 @@ def _set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(threads)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_with_threads(args: argparse.Namespace, body: Any) -> int:
+    """Run ``body(args)`` under the thread count of ``--threads`` and restore torch's afterwards (the CLI may
+    run inside another program, e.g. the tests: it leaves no trace)."""
     import torch
 
     threads = torch.get_num_threads()
     _set_threads(args)
     try:
-        return _run(args)
+        return body(args)
     finally:
-        torch.set_num_threads(threads)  # the CLI may run inside another program (tests): leave no trace
+        torch.set_num_threads(threads)
+
+
+def prepare_or_report(args: argparse.Namespace) -> tuple[Any, Any, Any] | None:
+    """Check the data options, create ``--out`` and build/train/load the model; on bad input print the error
+    and return None (the caller exits with status 2)."""
+    if args.data_root is not None and args.data.lower() in ("digits", "teacher-student"):
+        print(f"error: --data-root is not used by the built-in dataset {args.data!r}", file=sys.stderr)
+        return None
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        return prepare_model(args)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_with_threads(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -387,15 +407,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from nets.limit import default_keep_fractions, estimate_pruning_limit
 
-    if args.data_root is not None and args.data.lower() in ("digits", "teacher-student"):
-        print(f"error: --data-root is not used by the built-in dataset {args.data!r}", file=sys.stderr)
+    prepared = prepare_or_report(args)
+    if prepared is None:
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    try:
-        model, data, train_info = prepare_model(args)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    model, data, train_info = prepared
     bars = StageBars(enabled=not args.no_progress)
     try:
         result = estimate_pruning_limit(

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from nets.cli.limit import StageBars, _set_threads, add_model_arguments, plot_spectrum, prepare_model
+from nets.cli.limit import StageBars, add_model_arguments, plot_spectrum, prepare_or_report, run_with_threads
 
 __all__ = ["add_arguments", "run"]
 
@@ -28,14 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    threads = torch.get_num_threads()
-    _set_threads(args)
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return run_with_threads(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -45,15 +38,10 @@ def _run(args: argparse.Namespace) -> int:
     from nets.limit import _finite_or_none, hessian_spectrum, summarize_spectrum
     from numerics.atomic import atomic_write_json
 
-    if args.data_root is not None and args.data.lower() in ("digits", "teacher-student"):
-        print(f"error: --data-root is not used by the built-in dataset {args.data!r}", file=sys.stderr)
+    prepared = prepare_or_report(args)
+    if prepared is None:
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    try:
-        model, data, info = prepare_model(args)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    model, data, info = prepared
     generator = torch.Generator().manual_seed(args.seed)
     dataset = data.train_eval
     if args.hessian_samples is not None and args.hessian_samples < len(dataset):
