@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from nets.hessian import HVP_METHODS, HessianOperator, eval_mode
+from nets.hessian import CACHE_GRAPH_AUTO_BYTES, HVP_METHODS, HessianOperator, _all_finite, eval_mode
 from nets.params import prunable_parameters
 
 # float64 products of a ~200-parameter model: the dense references and the products differ by summation
@@ -327,6 +327,12 @@ def test_error_inputs() -> None:
         HessianOperator(model, ce, [(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long))])
     with pytest.raises(ValueError, match="cache_graph=True needs method='double-backward'"):
         HessianOperator(model, ce, data, cache_graph=True)
+    with pytest.raises(ValueError, match="cache_graph must be True, False or 'auto', got 'yes'"):
+        HessianOperator(model, ce, data, cache_graph="yes")
+    with pytest.raises(ValueError, match="cache_graph must be True, False or 'auto', got 1"):
+        HessianOperator(model, ce, data, method="double-backward", cache_graph=1)
+    with pytest.raises(ValueError, match="cache_graph_max_bytes must be a non-negative int, got -1"):
+        HessianOperator(model, ce, data, cache_graph="auto", cache_graph_max_bytes=-1)
     with pytest.raises(ValueError, match="chunk_size must be a positive int or None, got 0"):
         HessianOperator(model, ce, data, chunk_size=0)
     with pytest.raises(ValueError, match="distributed=True but torch.distributed is not initialised"):
@@ -347,3 +353,69 @@ def test_eval_mode_restores_on_error() -> None:
     with pytest.raises(RuntimeError, match="boom"), eval_mode(m):
         raise RuntimeError("boom")
     assert m.training is True and m[0].training is True and m[1].training is False
+
+
+@pytest.mark.parametrize("method", HVP_METHODS)
+def test_cache_graph_auto_parity_and_memory(method: str) -> None:
+    """cache_graph="auto" on an in-memory dataset: the cached path, equal to the dense float64 reference and to
+    the streaming path to round-off, one data pass for all products, and a measured graph size at least the
+    hidden activations it must hold (ground truth: N·width float64 numbers before and after the tanh)."""
+    g = _gen(21)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [7, 7, 4], g)
+    loss_fn = nn.CrossEntropyLoss()
+    names = [n for n, _ in prunable_parameters(model)]
+    ref = dense_reference(model, loss_fn, data, names)
+    auto = HessianOperator(model, loss_fn, data, method=method, dtype=torch.float64, cache_graph="auto")
+    stream = HessianOperator(model, loss_fn, data, method=method, dtype=torch.float64)
+    assert auto.cached is None and stream.cached is False
+    V = torch.randn(ref.shape[0], 4, generator=g, dtype=torch.float64)
+    for _ in range(3):
+        out = auto.matmat(V)
+    assert auto.cached is True
+    scale = ref.abs().max().item()
+    assert (out - ref @ V).abs().max().item() <= TOL * scale
+    assert (out - stream.matmat(V)).abs().max().item() <= TOL * scale
+    assert auto.cost() == {"hvps": 12, "matmat_calls": 3, "data_passes": 1, "gradients": 0}
+    assert auto.cached_graph_bytes >= 2 * 18 * 6 * 8
+    assert auto.cached_graph_bytes <= CACHE_GRAPH_AUTO_BYTES
+
+
+def test_cache_graph_auto_falls_back_to_streaming() -> None:
+    """Over the memory limit (or with a loader) "auto" streams: same products, one data pass per product."""
+    g = _gen(22)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [6, 6], g)
+    loss_fn = nn.CrossEntropyLoss()
+    ref = HessianOperator(model, loss_fn, data, method="double-backward", dtype=torch.float64)
+    small = HessianOperator(model, loss_fn, data, dtype=torch.float64, cache_graph="auto", cache_graph_max_bytes=0)
+    V = torch.randn(ref.shape[0], 3, generator=g, dtype=torch.float64)
+    expected = ref.matmat(V)
+    out = small.matmat(V)
+    assert small.cached is False and small._graphs is None
+    assert (out - expected).abs().max().item() <= TOL * expected.abs().max().item()
+    small.matmat(V)
+    # the abandoned build read one batch of a pass (counted as a pass), then one pass per product
+    assert small.cost()["data_passes"] == 3
+    X = torch.cat([x for x, _ in data])
+    Y = torch.cat([y for _, y in data])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=5)
+    lop = HessianOperator(model, loss_fn, loader, dtype=torch.float64, cache_graph="auto")
+    assert lop.cached is False
+    assert (lop.matmat(V) - expected).abs().max().item() <= TOL * expected.abs().max().item()
+
+
+def test_all_finite_fast_check() -> None:
+    """The column-sum shortcut never passes a NaN/inf entry, and an overflowing sum of finite entries falls
+    back to the entrywise test."""
+    t = torch.ones(4, 3)
+    assert _all_finite(t)
+    for bad in (math.nan, math.inf, -math.inf):
+        u = t.clone()
+        u[2, 1] = bad
+        assert not _all_finite(u)
+    u = t.clone()
+    u[0, 0], u[1, 0] = math.inf, -math.inf  # the sum is NaN, not a finite cancellation
+    assert not _all_finite(u)
+    big = torch.full((4, 2), 3.0e38, dtype=torch.float32)  # finite entries, the column sums overflow
+    assert _all_finite(big)
