@@ -346,7 +346,10 @@ def plot_spectrum(spectrum: Any, path: Path, *, exact_eigenvalues: Any = None, t
         ax2.step(lam, np.arange(1, lam.size + 1) / lam.size, where="post", color="k", lw=0.8, ls="--",
                  label="exact (dense eigvalsh)")
     x, _ = spectrum.atoms()
-    ax2.set_xscale("symlog", linthresh=max(1e-3 * float(np.max(np.abs(x))), 1e-300))  # resolve the bulk near 0
+    # symlog resolves the bulk near 0; a power-of-ten threshold puts the ±linthresh ticks one decade from 0
+    # (a threshold between decades squeezed the ±10^k labels onto the 0 label)
+    scale = max(1e-3 * float(np.max(np.abs(x))), 1e-300)
+    ax2.set_xscale("symlog", linthresh=10.0 ** np.floor(np.log10(scale)))
     for ax in (ax1, ax2):
         ax.axvline(0.0, color="grey", lw=0.6)
         ax.legend(fontsize=8)
