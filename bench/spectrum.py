@@ -15,8 +15,10 @@ digits CNN with BatchNorm (690 parameters), each trained briefly inside this scr
 PyHessian is run in the mode matching each layout: ``data=`` for the full batch (it builds the first-order
 graph once and reuses it) and ``dataloader=`` for the minibatches (it recomputes the forward and first-order
 backward for every product on every batch). Our operator is run with ``forward-over-reverse`` (one data
-pass per Lanczos step for all 8 probes) and ``double-backward`` with ``cache_graph=True`` (the first-order
-graphs of all batches built once and reused: PyHessian's single-batch trick generalised to many batches).
+pass per Lanczos step for all 8 probes), ``double-backward`` with ``cache_graph=True`` (the first-order
+graphs of all batches built once and reused: PyHessian's single-batch trick generalised to many batches), and
+the default method with ``cache_graph="auto"`` (which takes the cached path here) and a float32 Lanczos basis
+(``accumulate_dtype=None``, the operator's own precision, as PyHessian's).
 
 PyHessian 0.1 calls ``torch.eig`` (removed in PyTorch 2) on its symmetric tridiagonal; :func:`torch_eig_shim`
 maps that one call to ``torch.linalg.eigh`` for the duration of the PyHessian run (site-packages untouched).
@@ -301,11 +303,15 @@ def bench_model(name: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, a
     for layout, batches in layouts.items():
         progress(f"{name}: SLQ runs, {layout}")
         runs: dict[str, Any] = {}
-        for k in ("forward-over-reverse", "double-backward cached"):
+        for k in ("forward-over-reverse", "double-backward cached", "auto cache, float32 basis"):
+            # "auto cache": the default method with cache_graph="auto" (the cached graphs fit the limit here);
+            # "float32 basis": Lanczos vectors in the float32 operator's own precision (accumulate_dtype=None)
             op = HessianOperator(model, nn.CrossEntropyLoss(), batches, params=all_parameters,
-                                 method="double-backward" if "double" in k else k, cache_graph="cached" in k)
+                                 method="double-backward" if "double" in k else "forward-over-reverse",
+                                 cache_graph="auto" if "auto" in k else "cached" in k)
             t0 = time.perf_counter()
-            spec = slq(op, steps=args.steps, n_probes=args.probes, generator=torch.Generator().manual_seed(args.seed))
+            spec = slq(op, steps=args.steps, n_probes=args.probes, generator=torch.Generator().manual_seed(args.seed),
+                       accumulate_dtype=None if "float32" in k else torch.float64)
             runs[f"ours {k}"] = {"seconds": time.perf_counter() - t0, "spectrum": spec, "hvps": op.n_products,
                                  "data_passes": op.n_data_passes}
         peer = "PyHessian dataloader" if layout == "minibatches" else "PyHessian single-batch"

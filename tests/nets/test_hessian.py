@@ -10,7 +10,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from nets.hessian import CACHE_GRAPH_AUTO_BYTES, HVP_METHODS, HessianOperator, _all_finite, eval_mode
+from nets.hessian import (
+    CACHE_GRAPH_AUTO_BYTES,
+    HVP_METHODS,
+    HessianOperator,
+    _all_finite,
+    eval_mode,
+)
 from nets.params import prunable_parameters
 
 # float64 products of a ~200-parameter model: the dense references and the products differ by summation
