@@ -260,8 +260,12 @@ class SpectrumSummary:
 
     ``ritz_min``/``ritz_max``: the extreme Ritz values over all probes (within the spectrum's range; for a
     converged recurrence they approximate ``λ_min``/``λ_max``); ``negative_mass`` ± ``negative_mass_stderr``:
-    the estimated fraction of eigenvalues ``< 0``; ``trace`` ± ``trace_stderr``: ``tr H`` (Hutchinson-type
-    estimate ``n · Σ τθ``, exact for polynomials of degree ≤ 2m − 1); ``mean_eigenvalue`` = ``tr H / n``.
+    the estimated fraction of eigenvalues ``< 0`` (the standard error is across probes only);
+    ``negative_mass_bounds``: the Chebyshev–Markov–Stieltjes interval that also covers the quadrature
+    (discretisation) error, which dominates when a cluster of near-zero eigenvalues straddles 0
+    (:meth:`numerics.spectrum.Spectrum.negative_mass_bounds`); ``trace`` ± ``trace_stderr``: ``tr H``
+    (Hutchinson-type estimate ``n · Σ τθ``, exact for polynomials of degree ≤ 2m − 1); ``mean_eigenvalue`` =
+    ``tr H / n``.
     """
 
     dim: int
@@ -271,6 +275,7 @@ class SpectrumSummary:
     ritz_max: float
     negative_mass: float
     negative_mass_stderr: float
+    negative_mass_bounds: tuple[float, float]
     trace: float
     trace_stderr: float
     mean_eigenvalue: float
@@ -290,7 +295,7 @@ def summarize_spectrum(spectrum: Spectrum) -> SpectrumSummary:
     tr, tr_se = spectrum.trace(lambda t: t)
     steps = int((spectrum.weights > 0).sum(axis=1).max())
     return SpectrumSummary(spectrum.dim, spectrum.n_probes, steps, float(x.min()), float(x.max()), neg, neg_se,
-                           tr, tr_se, tr / spectrum.dim)
+                           spectrum.negative_mass_bounds(), tr, tr_se, tr / spectrum.dim)
 
 
 def hessian_spectrum(

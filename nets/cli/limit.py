@@ -218,7 +218,8 @@ def format_table(result: Any, train_info: dict[str, Any] | None = None) -> str:
     s = r.spectrum_summary
     lines.append(f"Hessian spectrum (prunable weights; SLQ {s.n_probes} probes x {s.steps} steps): Ritz values "
                  f"[{s.ritz_min:.4g}, {s.ritz_max:.4g}], negative mass {s.negative_mass:.3f} ± "
-                 f"{_fmt(s.negative_mass_stderr, '.3f')}, trace {s.trace:.4g} ± {_fmt(s.trace_stderr, '.2g')}")
+                 f"{_fmt(s.negative_mass_stderr, '.3f')} (quadrature bounds [{s.negative_mass_bounds[0]:.3f}, "
+                 f"{s.negative_mass_bounds[1]:.3f}]), trace {s.trace:.4g} ± {_fmt(s.trace_stderr, '.2g')}")
     lines.append("")
     head = f"{'':44s} {'kept ρ':>8s} {'removed':>8s}  {'band (kept)':17s} {'gap vs loss':>11s} {'gap vs acc':>10s}"
     lines.append(head)

@@ -84,7 +84,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"extreme Ritz values: min {s.ritz_min:.6g}, max {s.ritz_max:.6g}")
     neg_se = "unknown (1 probe)" if s.negative_mass_stderr == float("inf") else f"{s.negative_mass_stderr:.4f}"
     tr_se = "unknown (1 probe)" if s.trace_stderr == float("inf") else f"{s.trace_stderr:.4g}"
-    print(f"negative mass: {s.negative_mass:.4f} ± {neg_se}")
+    lo, hi = s.negative_mass_bounds
+    print(f"negative mass: {s.negative_mass:.4f} ± {neg_se} (probe standard error); "
+          f"with the quadrature error: [{lo:.4f}, {hi:.4f}]")
     print(f"trace estimate: {s.trace:.6g} ± {tr_se}  (mean eigenvalue {s.mean_eigenvalue:.4g})")
     print(f"wrote {args.out / 'spectrum.json'}, {args.out / 'spectrum.npz'}, {args.out / 'spectrum_summary.json'}, "
           f"{args.out / 'spectrum.png'}")

@@ -340,3 +340,38 @@ def test_deflated_error_inputs() -> None:
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):
             fn()
+
+
+def test_negative_mass_bounds_contain_each_probe_measure() -> None:
+    # A network-like spectrum: a heavy cluster straddling 0 plus a spread of positive curvature. With few
+    # steps the Gauss rule lumps the cluster into a node next to 0, so the quadrature value of the mass below
+    # 0 is biased beyond its probe standard error; the Chebyshev–Markov–Stieltjes interval must contain the
+    # exact probe-weighted mass Σ_i (q_iᵀv)² [λ_i < 0] for every probe (a guarantee, not a statistic).
+    rng = np.random.default_rng(11)
+    n = 300
+    lam = np.concatenate([rng.normal(0.0, 1e-4, 200), rng.exponential(1.0, 100)])
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    A = (Q * lam) @ Q.T
+    A = 0.5 * (A + A.T)
+    V0 = rng.standard_normal((n, 6))
+    V0 /= np.linalg.norm(V0, axis=0)
+    from numerics.lanczos import lanczos
+
+    for steps in (5, 12, 40):
+        spec = Spectrum.from_lanczos(lanczos(DenseOperator(A), steps=steps, V0=torch.as_tensor(V0)))
+        lo, hi = spec.mass_bounds_per_probe(0.0)
+        exact = ((Q.T @ V0) ** 2 * (lam < 0)[:, None]).sum(axis=0)
+        # slack: the rule's own rounding, c · m · eps
+        assert np.all(lo <= exact + 1e3 * steps * EPS) and np.all(exact <= hi + 1e3 * steps * EPS), (steps, lo, exact, hi)
+        assert np.all(hi - lo > 0)
+        mean_lo, mean_hi = spec.negative_mass_bounds()
+        assert mean_lo == pytest.approx(lo.mean()) and mean_hi == pytest.approx(hi.mean())
+    # the bounds narrow to the quadrature value for an exact spectrum
+    lo_e, hi_e = Spectrum.from_eigenvalues(lam).negative_mass_bounds()
+    assert lo_e == hi_e == pytest.approx(float((lam < 0).mean()), abs=10 * n * EPS)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_negative_mass_bounds_reject_bad_tol(bad) -> None:
+    with pytest.raises(ValueError, match="tol must be a finite non-negative number"):
+        Spectrum.from_eigenvalues([1.0, -1.0]).negative_mass_bounds(bad)
