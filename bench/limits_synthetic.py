@@ -243,20 +243,28 @@ def main(argv: list[str] | None = None) -> int:
 
     # goals (reported honestly, not asserted)
     print()
-    big = [r for r in rows if r["D"] >= 1000]
-    if big:
+    # Reported per class: on the PSD laws the goal is a statement about the formula; on the indefinite law the
+    # oracle itself fluctuates by more than the goal between Haar draws (the "surrogate" column), so pooling
+    # the two would hide both facts.
+    summary["goals"] = {}
+    for label, keep in (("PSD laws", lambda r: r["spectrum"] != "indefinite"),
+                        ("indefinite law", lambda r: r["spectrum"] == "indefinite")):
+        big = [r for r in rows if r["D"] >= 1000 and keep(r)]
+        if not big:
+            continue
         _, w_exact, _ = summarise(big, "free_exact")
         _, w_slq, _ = summarise(big, "free_slq")
         _, w_defl, _ = summarise(big, "free_slq_defl")
         _, w_sur, _ = summarise(big, "surrogate")
-        print(f"Goal free/exact eigenvalues worst ≤ 0.02 at D ≥ 1000: {w_exact:.4f} "
+        print(f"[{label}] goal free/exact eigenvalues worst ≤ 0.02 at D ≥ 1000: {w_exact:.4f} "
               f"{'MET' if w_exact <= 0.02 else 'NOT MET'}")
-        print(f"Goal free/SLQ worst ≤ 0.03 at D ≥ 1000: plain {w_slq:.4f} "
+        print(f"[{label}] goal free/SLQ worst ≤ 0.03 at D ≥ 1000: plain {w_slq:.4f} "
               f"{'MET' if w_slq <= 0.03 else 'NOT MET'}; deflated {w_defl:.4f} "
               f"{'MET' if w_defl <= 0.03 else 'NOT MET'}")
-        print(f"Finite-D fluctuation (independent Haar rotation), worst at D ≥ 1000: {w_sur:.4f}")
-        summary["goals"] = {"free_exact_worst": w_exact, "free_slq_worst": w_slq,
-                            "free_slq_defl_worst": w_defl, "surrogate_worst": w_sur}
+        print(f"[{label}] finite-D fluctuation of the oracle (independent Haar rotation), worst at D ≥ 1000: "
+              f"{w_sur:.4f}")
+        summary["goals"][label] = {"free_exact_worst": w_exact, "free_slq_worst": w_slq,
+                                   "free_slq_defl_worst": w_defl, "surrogate_worst": w_sur}
 
     # consistency asserted: the free threshold never exceeds the rank fraction (half-zero law)
     for r in rows:
