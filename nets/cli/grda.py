@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nets.cli._args import positive, nonneg_float
+from nets.cli._shared import add_threads_argument, nonneg_float, positive, run_with_threads
 from numerics.atomic import atomic_open, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ PNG_NAME = "grda.png"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
     parser.add_argument("--model", default="mlp", help="model name for nets.models.build_model (default mlp)")
+    add_threads_argument(parser)
     parser.add_argument("--hidden", type=positive(int), nargs="+", default=[32],
                         help="MLP hidden widths (default 32: 2410 parameters)")
     parser.add_argument("--epochs", type=positive(int), default=100, help="epochs for each run (default 100)")
@@ -232,7 +233,10 @@ def _plot(path: Path, hist_sgd, hist_grda, diag) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np  # noqa: F401
+    return run_with_threads(args, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from nets.data import load_dataset

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nets.cli._args import fraction, positive
+from nets.cli._shared import add_threads_argument, fraction, positive, run_with_threads
 from numerics.atomic import atomic_open
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str) ->
     r = parser.add_argument_group("run")
     r.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     r.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data order and SLQ probes (default 0)")
-    r.add_argument("--threads", type=positive(int), default=None,
-                   help="torch CPU threads (default: 1 for the built-in digits/teacher-student data, whose tiny "
-                        "matrices gain nothing from intra-op threads and lose much to contention; torch's choice "
-                        "otherwise)")
+    add_threads_argument(r)
     r.add_argument("--out", type=Path, default=Path(out_default), help=f"output directory (default {out_default})")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -365,29 +362,6 @@ def plot_spectrum(spectrum: Any, path: Path, *, exact_eigenvalues: Any = None, t
 
 
 # ---------------------------------------------------------------------------------------------- run
-def _set_threads(args: argparse.Namespace) -> None:
-    import torch
-
-    threads = args.threads
-    if threads is None and args.data.lower().replace("_", "-") in ("digits", "teacher-student"):
-        threads = 1
-    if threads is not None:
-        torch.set_num_threads(threads)
-
-
-def run_with_threads(args: argparse.Namespace, body: Any) -> int:
-    """Run ``body(args)`` under the thread count of ``--threads`` and restore torch's afterwards (the CLI may
-    run inside another program, e.g. the tests: it leaves no trace)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    _set_threads(args)
-    try:
-        return body(args)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def prepare_or_report(args: argparse.Namespace) -> tuple[Any, Any, Any] | None:
     """Check the data options, create ``--out`` and build/train/load the model; on bad input print the error
     and return None (the caller exits with status 2)."""

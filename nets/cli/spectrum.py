@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from nets.cli.limit import StageBars, add_model_arguments, plot_spectrum, prepare_or_report, run_with_threads
+from nets.cli._shared import run_with_threads
+from nets.cli.limit import StageBars, add_model_arguments, plot_spectrum, prepare_or_report
 
 __all__ = ["add_arguments", "run"]
 
