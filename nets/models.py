@@ -66,7 +66,7 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
     returns ``model``.
 
     >>> m = init_weights(nn.Linear(4, 3, bias=True), torch.Generator().manual_seed(0))
-    >>> float(m.bias.abs().sum())
+    >>> float(m.bias.detach().abs().sum())
     0.0
     """
     for mod in model.modules():
