@@ -489,8 +489,6 @@ class QuadraticComparison:
     def to_dict(self, include_eigenvalues: bool = False) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "eigenvalues"}
         d["predicted_exact_spectrum"] = {m: _limit_to_dict(v) for m, v in self.predicted_exact_spectrum.items()}
-        for lim in d["predicted_exact_spectrum"].values():
-            lim.pop("curves", None)
         if include_eigenvalues:
             d["eigenvalues"] = self.eigenvalues
         return d
@@ -560,7 +558,8 @@ def _quadratic_comparison(
     lin[:-1] = np.cumsum(gw[::-1])[::-1]
     taylor_all = loss0 - lin + curve.uncompensated
     exact_spec = Spectrum.from_eigenvalues(lam)
-    predicted = {m: pruning_limit(exact_spec, w, eps, method=m, **limit_kwargs) for m in METHODS}
+    # only the limits are reported for the exact spectrum (to_dict drops curves): skip their curves
+    predicted = {m: pruning_limit(exact_spec, w, eps, method=m, n_curve=0, **limit_kwargs) for m in METHODS}
     return QuadraticComparison(
         kept_fraction_compensated=exact.rho,
         kept_count_compensated=int(exact.k),

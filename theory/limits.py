@@ -411,7 +411,8 @@ def pruning_limit(
         equal ``N``. ``"all"``: the authors' mixture (Hessian over all trainable parameters, ``R`` over the
         prunable weights); then ``D ≥ N`` is allowed and ``D`` is used in the bands and sharpness bound.
     n_curve:
-        Number of grid points of the plotting curves.
+        Number of grid points of the plotting curves (each point is one root solve); ``0`` skips them
+        (``curves`` is then None), for callers that need only the limit.
 
     Returns
     -------
@@ -451,8 +452,8 @@ def pruning_limit(
     if not (0.0 <= float(zero_mass) < 1.0):
         raise ValueError(f"zero_mass must be in [0, 1), got {zero_mass!r}")
     a = a_eta(eta)
-    if isinstance(n_curve, bool) or not isinstance(n_curve, (int, np.integer)) or n_curve < 2:
-        raise ValueError(f"n_curve must be an integer ≥ 2, got {n_curve!r}")
+    if isinstance(n_curve, bool) or not isinstance(n_curve, (int, np.integer)) or n_curve == 1 or n_curve < 0:
+        raise ValueError(f"n_curve must be 0 (no curves) or an integer ≥ 2, got {n_curve!r}")
     spec = _as_spectrum(spectrum)
     profile = MagnitudeProfile(weights)
     N, D = profile.N, spec.dim
@@ -513,7 +514,7 @@ def pruning_limit(
     sharp = trR2 / (trR2 + 2.0 * eps) if trR2 > 0 else 0.0
     unc = _uncompensated_bound(profile, mean_lam, eps)
 
-    curves = _curves(meas, profile, eps, method, n_curve)
+    curves = _curves(meas, profile, eps, method, n_curve) if n_curve else None
     settings = {
         "method": method,
         "eta": float(eta),

@@ -215,11 +215,17 @@ def test_slq_spectrum_and_delta_method_stderr():
 def test_curves_for_plotting():
     rng = np.random.default_rng(8)
     lam = np.concatenate([np.zeros(100), rng.exponential(1.0, 100)])
-    r = pruning_limit(lam, 0.1 * rng.laplace(size=200), 0.05, n_curve=51)
+    w = 0.1 * rng.laplace(size=200)
+    r = pruning_limit(lam, w, 0.05, n_curve=51)
     c = r.curves
     assert c.rho.shape == c.loss_increase.shape == c.R.shape == c.s.shape == (51,)
     assert np.all(np.isnan(c.s[c.rho > 0.5 + 1e-9])) and np.all(c.s[(c.rho > 0) & (c.rho < 0.5)] > 0)
     assert np.all(np.diff(c.loss_increase) <= 1e-12) and r.kept_count == math.ceil(r.rho * 200 - 1e-9)
+    # n_curve=0 skips the curves and changes nothing else
+    r0 = pruning_limit(lam, w, 0.05, n_curve=0)
+    assert r0.curves is None and (r0.rho, r0.rho_lower, r0.rho_upper, r0.stderr) == (r.rho, r.rho_lower, r.rho_upper, r.stderr)
+    with pytest.raises(ValueError, match="n_curve must be 0 \\(no curves\\) or an integer ≥ 2, got 1"):
+        pruning_limit(lam, np.ones(200), 0.05, n_curve=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
