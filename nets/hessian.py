@@ -68,7 +68,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from nets.params import prunable_parameters, unflatten_like
+from nets.params import flatten, prunable_parameters, unflatten_like
 from numerics.operators import LinearOperator
 
 __all__ = ["CACHE_GRAPH_AUTO_BYTES", "HVP_METHODS", "HessianOperator", "eval_mode"]
@@ -206,7 +206,8 @@ class HessianOperator(LinearOperator):
     cache_graph_max_bytes:
         The memory limit of ``cache_graph="auto"`` (default :data:`CACHE_GRAPH_AUTO_BYTES`).
     check_finite:
-        Raise ``ValueError`` naming the probe(s) and batch if a product is NaN or infinite (default True).
+        Raise ``ValueError`` naming the column(s) of a non-finite ``V``, or the probe(s) and batch if a
+        product is NaN or infinite (default True; ``False`` skips these checks).
     chunk_size:
         Probes per ``vmap`` chunk (forward-over-reverse; ``None``: all ``k`` at once), to bound memory.
     distributed:
@@ -381,10 +382,6 @@ class HessianOperator(LinearOperator):
         """``N`` on this rank (known after the first pass for a loader)."""
         return self._n_samples
 
-    def parameters_vector(self) -> torch.Tensor:
-        """The flattened point ``θ`` at which the Hessian is taken (a copy, in ``dtype``)."""
-        return torch.cat([t.reshape(-1) for t in self._theta.values()])
-
     def cost(self) -> dict[str, int]:
         """Cost counters in model-independent units (STYLE.md 15)."""
         return {
@@ -395,6 +392,7 @@ class HessianOperator(LinearOperator):
         }
 
     def reset_counters(self) -> None:
+        """Zero the cost counters (e.g. to account for one phase of a computation on its own)."""
         self.n_products = self.n_matmat = self.n_data_passes = self.n_gradients = 0
 
     # -- the batch objective ----------------------------------------------------------------------------
@@ -437,17 +435,16 @@ class HessianOperator(LinearOperator):
         reaches the all-reduce (and then raises) rather than leaving the others waiting."""
         if _all_finite(hb):
             return
-        bad = ~torch.isfinite(hb).all(dim=0)
-        if bool(bad.any()):
-            probes = torch.nonzero(bad).reshape(-1).tolist()
-            msg = f"non-finite Hessian-vector product for probe(s) {probes} on batch {batch}"
-            if not self.distributed:
-                raise ValueError(msg)
-            errors.append(msg)
+        # _all_finite was False, so at least one column has a non-finite entry.
+        probes = torch.nonzero(~torch.isfinite(hb).all(dim=0)).reshape(-1).tolist()
+        msg = f"non-finite Hessian-vector product for probe(s) {probes} on batch {batch}"
+        if not self.distributed:
+            raise ValueError(msg)
+        errors.append(msg)
 
     # -- products ---------------------------------------------------------------------------------------
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        if not _all_finite(V):
+        if self.check_finite and not _all_finite(V):
             bad = ~torch.isfinite(V).all(dim=0)
             raise ValueError(f"V has non-finite entries in column(s) {torch.nonzero(bad).reshape(-1).tolist()}")
         k = V.shape[1]
@@ -465,7 +462,7 @@ class HessianOperator(LinearOperator):
                     if self.method == "forward-over-reverse":
                         hb = self._forward_over_reverse(x, y, V, like)
                     else:
-                        leaves, grads = self._first_order_graph(x, y)
+                        leaves, _, grads = self._loss_and_gradient(x, y, create_graph=True)
                         hb = self._double_backward(leaves, grads, V, like, retain=False)
                     if self.check_finite:
                         self._record_non_finite(hb, i, errors)
@@ -503,12 +500,18 @@ class HessianOperator(LinearOperator):
         k = V.shape[1]
         return torch.cat([out[nm].reshape(k, -1) for nm in names], dim=1).T
 
-    def _first_order_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _loss_and_gradient(
+        self, x: torch.Tensor, y: torch.Tensor, create_graph: bool
+    ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        """Fresh leaves ``θ``, the batch loss ``ℓ_b(θ)`` and its gradient ``∇ℓ_b`` (with its graph kept when
+        ``create_graph``: the first-order graph of the double-backward product)."""
         leaves = {nm: t.detach().requires_grad_(True) for nm, t in self._theta.items()}
         with torch.enable_grad():
             loss = self._batch_loss(leaves, x, y)
-            grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, materialize_grads=True)
-        return list(leaves.values()), list(grads)
+            grads = torch.autograd.grad(
+                loss, list(leaves.values()), create_graph=create_graph, materialize_grads=True
+            )
+        return list(leaves.values()), loss, list(grads)
 
     def _double_backward(
         self,
@@ -533,7 +536,7 @@ class HessianOperator(LinearOperator):
                     retain_graph=retain or c < k - 1,
                     materialize_grads=True,
                 )
-            out[:, c] = torch.cat([h.reshape(-1) for h in hv])
+            out[:, c] = flatten(hv)
         return out
 
     def _cached_graphs(
@@ -611,11 +614,8 @@ class HessianOperator(LinearOperator):
         with eval_mode(self._model):
             self.n_data_passes += 1
             for i, x, y in self._batches():
-                leaves = {nm: t.detach().requires_grad_(True) for nm, t in self._theta.items()}
-                with torch.enable_grad():
-                    loss = self._batch_loss(leaves, x, y)
-                    g = torch.autograd.grad(loss, list(leaves.values()), materialize_grads=True)
-                flat = torch.cat([t.reshape(-1) for t in g])
+                _, loss, g = self._loss_and_gradient(x, y, create_graph=False)
+                flat = flatten(g)
                 if self.check_finite and not bool(torch.isfinite(flat).all()):
                     if not self.distributed:
                         raise ValueError(f"non-finite gradient on batch {i}")

@@ -425,3 +425,29 @@ def test_all_finite_fast_check() -> None:
     assert not _all_finite(u)
     big = torch.full((4, 2), 3.0e38, dtype=torch.float32)  # finite entries, the column sums overflow
     assert _all_finite(big)
+
+
+def test_reset_counters() -> None:
+    g = _gen(13)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [4, 3], g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64)
+    V = torch.randn(H.shape[0], 3, dtype=torch.float64, generator=g)
+    first = H.matmat(V)
+    H.gradient()
+    assert H.cost() == {"hvps": 3, "matmat_calls": 1, "data_passes": 2, "gradients": 1}
+    H.reset_counters()
+    assert H.cost() == {"hvps": 0, "matmat_calls": 0, "data_passes": 0, "gradients": 0}
+    assert torch.equal(H.matmat(V), first)  # the operator itself is unchanged
+    assert H.cost() == {"hvps": 3, "matmat_calls": 1, "data_passes": 1, "gradients": 0}
+
+
+def test_check_finite_false_skips_the_input_check() -> None:
+    g = _gen(14)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [4], g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, check_finite=False)
+    V = torch.ones(H.shape[0], 2, dtype=torch.float64)
+    V[3, 1] = math.nan
+    out = H.matmat(V)
+    assert bool(torch.isfinite(out[:, 0]).all()) and not bool(torch.isfinite(out[:, 1]).all())
