@@ -74,25 +74,25 @@ def _circ_volumes(d: int, alpha: mp.mpf) -> list:
 
 @check("circular_volumes", "sum_k v_k(Circ_d(a)) = 1 and delta -> d sin^2 a + cos 2a  [conivol; ALMT Prop. 3.4; MATH.md 1.2]")
 def circular_volumes() -> CheckResult:
-    mp.mp.dps = _DPS
-    worst_sum = mp.mpf(0)
-    gaps = []
-    for alpha in (mp.pi / 8, mp.pi / 6, mp.pi / 4, mp.mpf("1.3")):
-        for d in (2, 3, 10, 40):
-            v = _circ_volumes(d, alpha)
-            worst_sum = max(worst_sum, abs(mp.fsum(v) - 1))
-        row = []
-        for d in (20, 80, 320):
-            v = _circ_volumes(d, alpha)
-            delta = mp.fsum(k * vk for k, vk in enumerate(v))
-            row.append(abs(delta - (d * mp.sin(alpha) ** 2 + mp.cos(2 * alpha))))
-        gaps.append(row)
-    # the gap to the asymptotic form decreases (exponentially) with d
-    decreasing = all(r[2] < r[1] < r[0] or r[2] < mp.mpf(10) ** (-30) for r in gaps)
-    anchor = _circ_volumes(4, mp.pi / 4)
-    ok_anchor = abs(anchor[2] - 1 / mp.pi) < mp.mpf(10) ** (-30)  # v_2 = 0.31830989 = 1/π
-    ok = worst_sum < mp.mpf(10) ** (-30) and decreasing and max(r[2] for r in gaps) < 1e-6 and ok_anchor
-    return CheckResult(bool(ok), f"max |sum-1| = {mp.nstr(worst_sum, 3)}, gap at d=320: {mp.nstr(max(r[2] for r in gaps), 3)}")
+    with mp.workdps(_DPS):
+        worst_sum = mp.mpf(0)
+        gaps = []
+        for alpha in (mp.pi / 8, mp.pi / 6, mp.pi / 4, mp.mpf("1.3")):
+            for d in (2, 3, 10, 40):
+                v = _circ_volumes(d, alpha)
+                worst_sum = max(worst_sum, abs(mp.fsum(v) - 1))
+            row = []
+            for d in (20, 80, 320):
+                v = _circ_volumes(d, alpha)
+                delta = mp.fsum(k * vk for k, vk in enumerate(v))
+                row.append(abs(delta - (d * mp.sin(alpha) ** 2 + mp.cos(2 * alpha))))
+            gaps.append(row)
+        # the gap to the asymptotic form decreases (exponentially) with d
+        decreasing = all(r[2] < r[1] < r[0] or r[2] < mp.mpf(10) ** (-30) for r in gaps)
+        anchor = _circ_volumes(4, mp.pi / 4)
+        ok_anchor = abs(anchor[2] - 1 / mp.pi) < mp.mpf(10) ** (-30)  # v_2 = 0.31830989 = 1/π
+        ok = worst_sum < mp.mpf(10) ** (-30) and decreasing and max(r[2] for r in gaps) < 1e-6 and ok_anchor
+        return CheckResult(bool(ok), f"max |sum-1| = {mp.nstr(worst_sum, 3)}, gap at d=320: {mp.nstr(max(r[2] for r in gaps), 3)}")
 
 
 @check("sqrt_integral_identity", "sqrt(x) = 1/(2 sqrt(pi)) int_0^inf (1 - e^{-tx}) t^{-3/2} dt; E e^{-t mu g^2} = (1+2t mu)^{-1/2}  [MATH.md 1.3 ellipsoid width]")
@@ -139,17 +139,17 @@ def elliptic_leading_order() -> CheckResult:
     per_coord = b**2 * yy**2 / (1 + b**2) ** 2 + yy**2 / (1 + b**2) ** 2
     ok1 = _is_zero(per_coord - yy**2 * a**2 / (1 + a**2))  # E y² = 1 gives a²/(1+a²)
     # equal slopes: the elliptic cone in R^{n+1} is Circ_{n+1}(arctan a); exact δ − n·a²/(1+a²) → cos²α ∈ [0, 1]
-    mp.mp.dps = _DPS
-    worst = mp.mpf(0)
-    for aval in (mp.mpf("0.3"), mp.mpf(1), mp.mpf(3)):
-        alpha = mp.atan(aval)
-        n = 300
-        v = _circ_volumes(n + 1, alpha)
-        delta = mp.fsum(k * vk for k, vk in enumerate(v))
-        gap = delta - n * aval**2 / (1 + aval**2)
-        worst = max(worst, abs(gap - mp.cos(alpha) ** 2))
-    ok2 = worst < 1e-6  # the circular δ approaches d sin²α + cos 2α exponentially fast (slowest for α near π/2)
-    return CheckResult(bool(ok1 and ok2), f"mu=1 identity {ok1}; |gap − cos²α| at n=300: {mp.nstr(worst, 3)}")
+    with mp.workdps(_DPS):
+        worst = mp.mpf(0)
+        for aval in (mp.mpf("0.3"), mp.mpf(1), mp.mpf(3)):
+            alpha = mp.atan(aval)
+            n = 300
+            v = _circ_volumes(n + 1, alpha)
+            delta = mp.fsum(k * vk for k, vk in enumerate(v))
+            gap = delta - n * aval**2 / (1 + aval**2)
+            worst = max(worst, abs(gap - mp.cos(alpha) ** 2))
+        ok2 = worst < 1e-6  # the circular δ approaches d sin²α + cos 2α exponentially fast (slowest for α near π/2)
+        return CheckResult(bool(ok1 and ok2), f"mu=1 identity {ok1}; |gap − cos²α| at n=300: {mp.nstr(worst, 3)}")
 
 
 @check("a_eta_tail", "a_eta = sqrt(8 log(4/eta)) solves 4 exp(-a²/8) = eta  [ALMT Thm I; MATH.md 1.4]")

@@ -63,11 +63,12 @@ _EPS = np.finfo(np.float64).eps
 # ----------------------------------------------------------------------------------------------------------
 # validation helpers (errors name the argument and carry the bad value)
 # ----------------------------------------------------------------------------------------------------------
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+def _positive_int(name: str, value: Any, minimum: int = 1, *, wording: str | None = None) -> int:
+    """``int(value)`` for an integer ``value >= minimum``; ``wording`` replaces "an integer >= minimum" in the error."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be {wording or f'an integer >= {minimum}'}, got {value!r}")
     return int(value)
 
 
@@ -364,17 +365,16 @@ def circular_intrinsic_volumes(d: int, alpha: float) -> np.ndarray:
     s, c = math.sin(a), math.cos(a)
     v[0] = 0.5 * special.betainc((d - 1) / 2, 0.5, c * c)
     v[d] = 0.5 * special.betainc((d - 1) / 2, 0.5, s * s)
-    if d >= 2:
-        k = np.arange(1, d, dtype=np.float64)
-        logv = (
-            math.log(0.5)
-            + special.gammaln(d / 2)
-            - special.gammaln((k + 1) / 2)
-            - special.gammaln((d - k + 1) / 2)
-            + (k - 1) * math.log(s)
-            + (d - k - 1) * math.log(c)
-        )
-        v[1:d] = np.exp(logv)
+    k = np.arange(1, d, dtype=np.float64)
+    logv = (
+        math.log(0.5)
+        + special.gammaln(d / 2)
+        - special.gammaln((k + 1) / 2)
+        - special.gammaln((d - k + 1) / 2)
+        + (k - 1) * math.log(s)
+        + (d - k - 1) * math.log(c)
+    )
+    v[1:d] = np.exp(logv)
     return v
 
 
@@ -638,14 +638,15 @@ class L1DescentCone(Cone):
         return f"L1DescentCone(d={self.ambient_dim}, s={self.s}, nonnegative={self.nonnegative})"
 
     def _tau(self, x: np.ndarray):
+        """``(τ*, off, h)``: the optimal ``τ``, the off-support coordinates and the off-support terms ``h``."""
         c = x[..., self.support] @ self.signs
         off = x[..., self.off]
         h = off if self.nonnegative else np.abs(off)
         h_desc = -np.sort(-h, axis=-1)
-        return _optimal_tau(c, float(self.s), h_desc), off
+        return _optimal_tau(c, float(self.s), h_desc), off, h
 
     def _polar_project(self, x: np.ndarray) -> np.ndarray:
-        tau, off = self._tau(x)
+        tau, off, _ = self._tau(x)
         u = np.zeros_like(x)
         u[..., self.support] = tau[..., None] * self.signs
         lo = -np.inf if self.nonnegative else -tau[..., None]
@@ -656,9 +657,8 @@ class L1DescentCone(Cone):
         return x - self._polar_project(x)
 
     def _sq_norm(self, x: np.ndarray) -> np.ndarray:
-        tau, off = self._tau(x)
+        tau, _, h = self._tau(x)
         r_s = x[..., self.support] - tau[..., None] * self.signs
-        h = off if self.nonnegative else np.abs(off)
         r_off = np.maximum(h - tau[..., None], 0.0)
         return np.sum(r_s * r_s, axis=-1) + np.sum(r_off * r_off, axis=-1)
 
@@ -819,17 +819,16 @@ class NuclearDescentCone(Cone):
         r = self.r
         return G, G[..., :r, :r], G[..., r:, r:]
 
-    def _tau_sv(self, x: np.ndarray):
+    def _tau(self, G11: np.ndarray, sv: np.ndarray) -> np.ndarray:
+        return _optimal_tau(np.trace(G11, axis1=-2, axis2=-1), float(self.r), sv)
+
+    def _sq_norm(self, x: np.ndarray) -> np.ndarray:
         G, G11, G22 = self._blocks(x)
-        c = np.trace(G11, axis1=-2, axis2=-1)
         if G22.shape[-1] and G22.shape[-2]:
             sv = np.linalg.svd(G22, compute_uv=False)  # descending
         else:
             sv = np.zeros(x.shape[:-1] + (0,))
-        return G, G11, G22, c, sv, _optimal_tau(c, float(self.r), sv)
-
-    def _sq_norm(self, x: np.ndarray) -> np.ndarray:
-        G, G11, G22, c, sv, tau = self._tau_sv(x)
+        tau = self._tau(G11, sv)
         r = self.r
         total = np.einsum("...ij,...ij->...", G, G) - np.einsum("...ij,...ij->...", G11, G11)
         total = total - np.einsum("...ij,...ij->...", G22, G22)  # ‖G12‖² + ‖G21‖²
@@ -838,13 +837,16 @@ class NuclearDescentCone(Cone):
         return total + np.sum(np.maximum(sv - tau[..., None], 0.0) ** 2, axis=-1)
 
     def _project(self, x: np.ndarray) -> np.ndarray:
-        G, G11, G22, c, sv, tau = self._tau_sv(x)
+        G, G11, G22 = self._blocks(x)
         r = self.r
         P = np.zeros_like(G)  # projection onto D°
-        P[..., :r, :r] = tau[..., None, None] * np.eye(r)
         if G22.shape[-1] and G22.shape[-2]:
-            U, s, Vt = np.linalg.svd(G22, full_matrices=False)
+            U, s, Vt = np.linalg.svd(G22, full_matrices=False)  # s descending
+            tau = self._tau(G11, s)
             P[..., r:, r:] = (U * np.minimum(s, tau[..., None])[..., None, :]) @ Vt
+        else:
+            tau = self._tau(G11, np.zeros(x.shape[:-1] + (0,)))
+        P[..., :r, :r] = tau[..., None, None] * np.eye(r)
         return (G - P).reshape(x.shape)
 
     def _contains(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.cones import Cone, Subspace
+from theory.cones import Cone
 from theory.width import chi_mean
 
 __all__ = ["a_eta", "KinematicResult", "kinematic_formula", "crofton_probability", "gordon_escape_probability"]
@@ -97,9 +97,7 @@ def crofton_probability(cone_or_volumes: Any, m: int) -> float:
     >>> round(crofton_probability(LorentzCone(20), 8), 6)
     0.746094
     """
-    if isinstance(cone_or_volumes, Subspace):
-        v = cone_or_volumes.intrinsic_volumes()
-    elif isinstance(cone_or_volumes, Cone):
+    if isinstance(cone_or_volumes, Cone):
         v = cone_or_volumes.intrinsic_volumes()
     else:
         try:

@@ -705,12 +705,11 @@ def authors_pruning_ratio(
         grids = np.linspace(lam_min, lam_max, num_bins)
         var = sigma_squared * max(1.0, lam_max - lam_min)
         dens = np.zeros(num_bins)
+        width = 40.0 * math.sqrt(var)  # only bins within 40 standard deviations of a node carry non-negligible mass
         for run in range(nodes.shape[0]):
-            # only bins within 40 standard deviations of a node carry non-negligible mass
             for th, tw in zip(nodes[run], node_weights[run]):
                 if tw == 0:
                     continue
-                width = 40.0 * math.sqrt(var)
                 i0 = max(int(np.searchsorted(grids, th - width)), 0)
                 i1 = min(int(np.searchsorted(grids, th + width, side="right")), num_bins)
                 x = grids[i0:i1]
@@ -732,8 +731,8 @@ def authors_pruning_ratio(
         R2 = np.asarray(R, dtype=np.float64)[:, None] ** 2
         return (p * (2.0 * eps / (2.0 * eps + lam * R2))).sum(axis=1) / psum
 
-    N = w.size
-    cum = np.concatenate([[0.0], np.cumsum(np.sort(w * w))])
+    profile = MagnitudeProfile(w)
+    N, cum = profile.N, profile._cum  # cum[j] = sum of the j smallest squared magnitudes
     removed = np.arange(sweep) / sweep
     n_removed = np.floor(removed * N + 1e-9).astype(int)
     R = np.sqrt(cum[n_removed])

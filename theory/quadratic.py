@@ -220,7 +220,7 @@ class QuadraticModel:
     def compensated_increase(self, kept: Any, *, method: str = "schur") -> float:
         """Least loss increase after optimal compensation, ``Δ(T) = ½ c_Pᵀ S c_P``.
 
-        ``method="schur"``: ``½ (c_Pᵀ H_PP c_P − bᵀ H_TT⁺ b)`` with ``b = H_TP c_P`` (robust to singular
+        ``method="schur"``: ``½ c_Pᵀ S c_P`` with :meth:`schur_complement` ``S`` (robust to singular
         ``H``). ``method="inverse"``: ``½ c_Pᵀ [(H⁻¹)_PP]⁻¹ c_P`` (``H`` must be invertible).
         """
         T = self._kept_mask(kept)
@@ -229,9 +229,7 @@ class QuadraticModel:
         if c_P.size == 0:
             return 0.0
         if method == "schur":
-            b = self.H[np.ix_(T, P)] @ c_P
-            val = c_P @ self.H[np.ix_(P, P)] @ c_P - b @ self._psolve(self.H[np.ix_(T, T)], b)
-            return float(0.5 * val)
+            return float(0.5 * (c_P @ self.schur_complement(T) @ c_P))
         if method == "inverse":
             lam, V = self.eigh
             if np.min(np.abs(lam)) <= self._tol():

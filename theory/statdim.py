@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from scipy import special
@@ -171,22 +171,42 @@ def statistical_dimension_mc(
         raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 (a standard error needs two samples), got {n_samples!r}")
+    _check_rng(rng)
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return _gaussian_mc(cone.sq_norm_projection, cone.ambient_dim, n_samples, rng, batch_size)
+
+
+def _check_rng(rng: Any) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    d = cone.ambient_dim
-    if batch_size is None:
-        batch_size = max(1, 2_000_000 // d)
-    elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    vals = np.empty(int(n_samples))
+    return rng
+
+
+def _gaussian_mc(
+    sample: Callable[[np.ndarray], np.ndarray],
+    d: int,
+    n_samples: int,
+    rng: np.random.Generator,
+    batch_size: int | None = None,
+) -> MonteCarloResult:
+    """Mean of ``sample(g)`` over ``n_samples`` rows ``g ~ N(0, I_d)`` with its standard error (``ddof=1``).
+
+    Arguments are validated by the callers. ``sample`` maps a ``(b, d)`` batch to ``b`` values; batches have
+    at most ``batch_size`` rows (default: about 2·10⁶ numbers per batch), drawn in order from ``rng``.
+    """
+    n = int(n_samples)
+    bs = max(1, 2_000_000 // d) if batch_size is None else int(batch_size)
+    vals = np.empty(n)
     done = 0
-    while done < n_samples:
-        b = min(int(batch_size), int(n_samples) - done)
-        g = rng.standard_normal((b, d))
-        vals[done : done + b] = cone.sq_norm_projection(g)
+    while done < n:
+        b = min(bs, n - done)
+        vals[done : done + b] = sample(rng.standard_normal((b, d)))
         done += b
     std = float(np.std(vals, ddof=1))
-    return MonteCarloResult(float(np.mean(vals)), std / math.sqrt(n_samples), int(n_samples), std)
+    return MonteCarloResult(float(np.mean(vals)), std / math.sqrt(n), n, std)
 
 
 # ----------------------------------------------------------------------------------------------------------

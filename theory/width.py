@@ -17,7 +17,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy import integrate, special, stats
 
-from theory.statdim import MonteCarloResult
+from theory.cones import _positive_int
+from theory.statdim import MonteCarloResult, _check_rng, _gaussian_mc
 
 __all__ = [
     "chi_mean",
@@ -33,17 +34,7 @@ __all__ = [
 
 
 def _pos_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_rng(rng: Any) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return rng
+    return _positive_int(name, value, wording="a positive integer")
 
 
 def chi_mean(k: Any) -> Any:
@@ -131,20 +122,18 @@ def gaussian_width_mc(
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 (a standard error needs two samples), got {n_samples!r}")
     rng = _check_rng(rng)
-    bs = max(1, 2_000_000 // d) if batch_size is None else _pos_int("batch_size", batch_size)
-    vals = np.empty(n_samples)
-    done = 0
-    while done < n_samples:
-        b = min(bs, n_samples - done)
-        h = np.asarray(support(rng.standard_normal((b, d))), dtype=np.float64)
+    bs = None if batch_size is None else _pos_int("batch_size", batch_size)
+
+    def sample(g: np.ndarray) -> np.ndarray:
+        b = g.shape[0]
+        h = np.asarray(support(g), dtype=np.float64)
         if h.shape != (b,):
             raise ValueError(f"support must return shape ({b},) for a ({b}, {d}) batch, got {h.shape}")
         if not np.all(np.isfinite(h)):
             raise ValueError("support returned NaN or inf")
-        vals[done : done + b] = h
-        done += b
-    std = float(np.std(vals, ddof=1))
-    return MonteCarloResult(float(vals.mean()), std / math.sqrt(n_samples), n_samples, std)
+        return h
+
+    return _gaussian_mc(sample, d, n_samples, rng, bs)
 
 
 def _check_sparse(d: int, k: int) -> tuple[int, int]:

@@ -137,3 +137,19 @@ def test_errors():
         m.compensated_increase([0], method="qr")
     with pytest.raises(ValueError, match="positive definite"):
         QuadraticModel(np.diag([1.0, 0.0]), np.ones(2)).cone_basis([0], 0.1)
+
+
+def test_schur_complement_is_inverse_of_inverse_block(pd_model):
+    """``S = H_PP − H_PT H_TT⁻¹ H_TP`` equals ``[(H⁻¹)_PP]⁻¹`` for invertible ``H``, and gives ``Δ(T) = ½ c_Pᵀ S c_P``."""
+    m = pd_model
+    Hinv = np.linalg.inv(m.H)
+    for k in (1, 30, 119):
+        T = m.magnitude_support(k)
+        P = ~m._kept_mask(T)
+        S = m.schur_complement(T)
+        assert S.shape == (P.sum(), P.sum())
+        np.testing.assert_allclose(S, S.T, rtol=0, atol=0)
+        ref = np.linalg.inv(Hinv[np.ix_(P, P)])
+        np.testing.assert_allclose(S, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
+        c_P = m.w_star[P]
+        assert m.compensated_increase(T) == pytest.approx(0.5 * c_P @ ref @ c_P, rel=1e-8)
