@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from nets.data import ArrayDataset, DataSplit, make_loader
+from nets.data import ArrayDataset, DataSplit, fixed_batches, make_loader
+from nets.hessian import eval_mode
 from nets.params import prunable_parameters
 from numerics.atomic import atomic_open, atomic_write_json
 
@@ -239,6 +240,11 @@ def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
     return p.dtype, p.device
 
 
+def _accumulator_device(device: torch.device) -> torch.device:
+    """Where running sums live: the compute device (no host sync per batch), except MPS, which has no float64."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
 def _penalty_tensors(model: nn.Module, which: str) -> list[torch.Tensor]:
     if which == "prunable":
         return [w for _, w in prunable_parameters(model)]
@@ -285,8 +291,10 @@ def evaluate(
 ) -> tuple[float, float]:
     """``(mean loss, accuracy)`` of ``model`` over a dataset (un-augmented, in order) or a list of batches.
 
-    Runs in eval mode under ``no_grad`` and restores the caller's train/eval mode. ``loss_fn(logits, y)``
-    must return the *mean* over its batch (default: cross-entropy); batches are weighted by their size.
+    Runs in eval mode under ``no_grad`` and restores each module's own train/eval flag
+    (:func:`nets.hessian.eval_mode`). ``loss_fn(logits, y)`` must return the *mean* over its batch (default:
+    cross-entropy); batches are weighted by their size. The sums are kept in float64 on the model's device and
+    read back once, at the end.
     """
     if isinstance(data, Dataset):
         ds = data.unaugmented() if isinstance(data, ArrayDataset) else data
@@ -294,26 +302,25 @@ def evaluate(
     else:
         batches = data
     dtype, device = _model_dtype_device(model)
-    was_training = model.training
-    model.eval()
-    total, correct, n = 0.0, 0, 0
-    try:
-        with torch.no_grad():
-            for x, y in batches:
-                x = x.to(device=device, dtype=dtype)
-                y = y.to(device)
-                out = model(x)
-                if loss_fn is None:
-                    total += float(F.cross_entropy(out, y, reduction="sum"))
-                else:
-                    total += float(loss_fn(out, y)) * len(y)
-                correct += int((out.argmax(1) == y).sum())
-                n += len(y)
-    finally:
-        model.train(was_training)
+    acc = _accumulator_device(device)
+    total = torch.zeros((), dtype=torch.float64, device=acc)
+    correct = torch.zeros((), dtype=torch.int64, device=acc)
+    n = 0
+    with eval_mode(model), torch.no_grad():
+        for x, y in batches:
+            x = x.to(device=device, dtype=dtype)
+            y = y.to(device)
+            out = model(x)
+            if loss_fn is None:
+                total += F.cross_entropy(out, y, reduction="sum").to(acc, torch.float64)
+            else:
+                total += torch.as_tensor(loss_fn(out, y), dtype=torch.float64, device=acc).reshape(()) * len(y)
+            correct += (out.argmax(1) == y).sum().to(acc)
+            n += len(y)
     if n == 0:
         raise ValueError("evaluate got no samples")
-    return total / n, correct / n
+    total_f, correct_f = torch.stack([total, correct.to(torch.float64)]).tolist()
+    return total_f / n, int(correct_f) / n
 
 
 def tqdm_progress(total_epochs: int, **tqdm_kwargs: Any) -> Callable[[dict[str, float]], None]:
@@ -430,6 +437,10 @@ def train(
         net = nn.parallel.DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device])
     loader = make_loader(data.train, config.batch_size, shuffle=True, generator=generator, drop_last=config.drop_last,
                          shard=(rank, world) if distributed else None)
+    # the test set is gathered and moved to the device once, not every epoch
+    test_batches = [(x.to(device=device, dtype=dtype), y.to(device))
+                    for x, y in fixed_batches(data.test, config.eval_batch_size)]
+    acc = _accumulator_device(device)
 
     try:
         for epoch in range(first_epoch, config.epochs):
@@ -438,9 +449,11 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             net.train()
-            loss_sum = torch.zeros((), dtype=torch.float64)
-            correct = torch.zeros((), dtype=torch.float64)
-            seen = torch.zeros((), dtype=torch.float64)
+            # running sums on the device in float64 (the same additions as Python floats, without a host sync
+            # per step); read back once per epoch
+            loss_sum = torch.zeros((), dtype=torch.float64, device=acc)
+            correct = torch.zeros((), dtype=torch.float64, device=acc)
+            seen = 0
             for x, y, global_b in loader.iter_with_sizes():
                 x = x.to(device=device, dtype=dtype)
                 y = y.to(device)
@@ -453,21 +466,21 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                loss_sum += float(ce_sum.detach())
-                correct += int((out.detach().argmax(1) == y).sum())
+                loss_sum += ce_sum.detach().to(acc, torch.float64)
+                correct += (out.detach().argmax(1) == y).sum().to(acc)
                 seen += len(y)
+            stats = torch.stack([loss_sum, correct, torch.tensor(float(seen), dtype=torch.float64, device=acc)])
             if distributed:
-                stats = torch.stack([loss_sum, correct, seen])
                 dist.all_reduce(stats)
-                loss_sum, correct, seen = stats[0], stats[1], stats[2]
-            test_loss, test_acc = evaluate(model, data.test, batch_size=config.eval_batch_size)
+            loss_sum, correct, seen = stats.tolist()
+            test_loss, test_acc = evaluate(model, test_batches)
             with torch.no_grad():
                 pen = _penalty(model, config)
             record = {
                 "epoch": epoch + 1,
                 "lr": lr,
-                "train_loss": float(loss_sum / seen),
-                "train_acc": float(correct / seen),
+                "train_loss": loss_sum / seen,
+                "train_acc": correct / seen,
                 "test_loss": test_loss,
                 "test_acc": test_acc,
                 "penalty": 0.0 if pen is None else float(pen),

@@ -1,26 +1,76 @@
 """Atomic file writes: a temporary file in the target's directory, flushed and fsync'ed, then ``os.replace``.
 
 A reader (or a resumed run) therefore sees either the old file or the complete new one, never a torn write:
-checkpoints, results and plots are all written through :func:`atomic_open`. numpy/stdlib only, so every layer
-(the torch-free :mod:`numerics.spectrum` and ``prunelimit geometry`` included) can use it.
+checkpoints, results and plots are all written through :func:`atomic_open`; :func:`jsonable` makes results
+strict-JSON-ready. numpy/stdlib only, so every layer (the torch-free :mod:`numerics.spectrum` and
+``prunelimit geometry`` included) can use it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_open", "atomic_write_text", "atomic_write_json"]
+import numpy as np
+
+__all__ = ["atomic_open", "atomic_write_text", "atomic_write_json", "jsonable"]
 
 
-def _umask() -> int:
+def _swap_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: The process umask at import: the fallback where ``/proc/self/status`` cannot be read. Reading the umask with
+#: ``os.umask`` means setting it, for a moment, to 0 for every thread of the process; that happens only here.
+_UMASK_AT_IMPORT = _swap_umask()
+
+
+def _umask() -> int:
+    """The current umask without changing it (Linux ``/proc/self/status``; else the umask at import)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
+def jsonable(x: Any) -> Any:
+    """A strict-JSON-ready copy of ``x``: mappings (keys as ``str``), lists/tuples and numpy arrays become dicts
+    and lists, numpy scalars Python scalars, non-finite floats ``None`` (strict JSON has no NaN/inf) and a
+    ``torch.dtype`` its name; anything else is returned as it is.
+
+    >>> jsonable({"a": np.array([1.0, np.nan]), 2: (np.int64(3), float("inf"), np.bool_(True))})
+    {'a': [1.0, None], '2': [3, None, True]}
+    """
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer, int)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    torch = sys.modules.get("torch")  # never imported here: a torch.dtype exists only if torch is loaded
+    if torch is not None and isinstance(x, torch.dtype):
+        return str(x)
+    return x
 
 
 @contextlib.contextmanager
@@ -40,7 +90,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
+    directory = target.parent
     if not directory.is_dir():
         raise FileNotFoundError(f"directory of path does not exist: {str(directory)!r}")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)

@@ -57,3 +57,32 @@ def test_error_inputs(tmp_path, kwargs, exc, match) -> None:
     with pytest.raises(exc, match=match):
         with atomic_open(path, **kwargs):
             pass
+
+
+def test_writes_do_not_touch_the_process_umask(tmp_path, monkeypatch) -> None:
+    # setting the umask (even to read it) races with other threads creating files
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("reads the umask from /proc/self/status (Linux)")
+    old = os.umask(0o027)
+    try:
+        def refuse(mask):
+            raise AssertionError("os.umask called during a write")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        p = atomic_write_text(tmp_path / "e.txt", "x")
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640
+
+
+def test_jsonable_makes_strict_json() -> None:
+    import numpy as np
+    import torch
+
+    obj = {1: np.array([[1.0, np.inf]]), "b": (np.float32(0.5), np.int32(2), np.bool_(False), float("nan")),
+           "c": torch.float64, "d": "text", "e": None}
+    out = atomic_mod.jsonable(obj)
+    assert out == {"1": [[1.0, None]], "b": [0.5, 2, False, None], "c": "torch.float64", "d": "text", "e": None}
+    assert type(out["b"][0]) is float and type(out["b"][1]) is int and type(out["b"][2]) is bool
+    json.dumps(out, allow_nan=False)
