@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from numerics.lanczos import draw_probes
+from numerics.lanczos import _check_generator, draw_probes
 from numerics.operators import aslinearoperator
 
 __all__ = ["EigResult", "eigs"]
@@ -159,8 +159,7 @@ def eigs(
         raise ValueError(f"k must be an int with 1 <= k < n = {n}, got {k!r}")
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    _check_generator(generator)
     b = k if block_size is None else block_size
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= n:
         raise ValueError(f"block_size must be an int in [1, n = {n}], got {block_size!r}")
@@ -216,7 +215,7 @@ def eigs(
         theta = theta_t.detach().cpu().to(torch.float64).numpy()
         order = _order(theta, which)
         sel = torch.as_tensor(order[:k].copy(), device=dev)
-        X, AX = V @ Y[:, sel], AV @ Y[:, sel]
+        X, AX = V @ Y[:, sel], AV @ Y[:, sel]  # the wanted Ritz pairs: the first k of the kept ones below
         R = AX - X * theta_t[sel]
         res = torch.linalg.vector_norm(R, dim=0).detach().cpu().to(torch.float64).numpy()
         anorm = float(np.abs(theta).max())
@@ -224,10 +223,11 @@ def eigs(
         if done or restarts >= max_restarts:
             break
         # 3. thick restart from the best keep_n Ritz vectors; continue from their residual block
-        keep = torch.as_tensor(order[:keep_n].copy(), device=dev)
-        Xk, AXk = V @ Y[:, keep], AV @ Y[:, keep]
-        Rk = AXk - Xk * theta_t[keep]
-        V, AV = Xk, AXk
+        # (keep_n >= k, and order[:k] = sel: only the extra columns are multiplied)
+        extra = torch.as_tensor(order[k:keep_n].copy(), device=dev)
+        Xe, AXe = V @ Y[:, extra], AV @ Y[:, extra]
+        Rk = torch.cat([R, AXe - Xe * theta_t[extra]], dim=1)
+        V, AV = torch.cat([X, Xe], dim=1), torch.cat([AX, AXe], dim=1)
         block = _orth_block(Rk, V, min(b, p - V.shape[1]))
         restarts += 1
         logger.debug("eigs: restart %d, residuals %s", restarts, res)

@@ -72,6 +72,14 @@ def tridiagonal_quadrature(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndar
     return theta, w / w.sum()
 
 
+def _check_generator(generator: Any) -> torch.Generator:
+    """``generator`` if it is a ``torch.Generator`` (the one check shared by :mod:`numerics.slq`,
+    :mod:`numerics.eigs` and :mod:`numerics.trace`), else ``TypeError``."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return generator
+
+
 def draw_probes(
     n: int,
     k: int,
@@ -295,7 +303,7 @@ def lanczos(
         bad = torch.nonzero(norms == 0).reshape(-1).tolist()
         raise ValueError(f"start vectors must be non-zero; columns {bad} are zero")
     # Work in row layout (k, n): each probe's vector is contiguous, so the per-probe reductions, the basis
-    # writes and the batched reorthogonalisation (bmm) run on contiguous memory.
+    # writes and the per-probe reorthogonalisation (GEMVs in _reorthogonalise) run on contiguous memory.
     Q = (Q / norms).T.contiguous()
 
     eps_op = float(torch.finfo(op.dtype).eps)
@@ -304,6 +312,7 @@ def lanczos(
     steps_done = np.zeros(k, dtype=np.int64)
     broke = np.zeros(k, dtype=bool)
     act_np = np.ones(k, dtype=bool)
+    act = torch.ones((k, 1), dtype=torch.bool, device=dev)  # act_np on the device, uploaded once per step
     basis = torch.zeros((k, m, n), dtype=acc, device=dev) if keep_basis else None
     Q_prev = torch.zeros_like(Q)
     beta_prev = torch.zeros((k, 1), dtype=acc, device=dev)
@@ -339,11 +348,13 @@ def lanczos(
             for l in np.flatnonzero(act_np).tolist():
                 _reorthogonalise(basis[l, : j + 1, :], W[l])
         if not all_active:
-            W[torch.as_tensor(~act_np, device=dev)] = 0.0
+            W.masked_fill_(~act, 0.0)
         beta = torch.linalg.vector_norm(W, dim=1, keepdim=True)
-        a_np = alpha.reshape(-1).detach().cpu().to(torch.float64).numpy()
-        b_np = beta.reshape(-1).detach().cpu().to(torch.float64).numpy()
-        bp = beta_prev.reshape(-1).detach().cpu().to(torch.float64).numpy()
+        ab = torch.cat([alpha, beta], dim=1).detach().cpu().to(torch.float64).numpy()  # one device sync
+        a_np, b_np = ab[:, 0], ab[:, 1]
+        # β_{j}, already on the host: an active probe was active at the previous step, so its beta_prev is
+        # betas[:, j - 1] (entries of inactive probes are never read)
+        bp = betas[:, j - 1] if j > 0 else np.zeros(k)
         alphas[act_np, j] = a_np[act_np]
         betas[act_np, j] = b_np[act_np]
         steps_done[act_np] = j + 1
@@ -363,12 +374,11 @@ def lanczos(
         beta_prev = torch.where(act, beta, beta_prev)
 
     final_betas = betas[np.arange(k), steps_done - 1].copy()
-    alphas_out = alphas.copy()
+    alphas_out = alphas  # entries past steps_done were never written: already the zero padding
     betas_out = np.zeros((k, m - 1))
     for l in range(k):
         s = int(steps_done[l])
         betas_out[l, : s - 1] = betas[l, : s - 1]
-        alphas_out[l, s:] = 0.0
 
     orth = None
     if basis is not None:

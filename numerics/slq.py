@@ -1,12 +1,8 @@
 """Stochastic Lanczos quadrature (SLQ) and the :class:`Spectrum` it returns.
 
-A :class:`Spectrum` is a set of Gauss quadrature rules, one per probe: nodes ``θ_{l,k}`` (Ritz values)
-and weights ``τ_{l,k} = (e₁ᵀ y_{l,k})²`` summing to one per probe, for an ``n``-dimensional symmetric
-operator ``A``. It approximates the normalised spectral measure ``(1/n) Σ_i δ_{λ_i}``:
-
-    (1/n) tr f(A) ≈ (1/n_v) Σ_l Σ_k τ_{l,k} f(θ_{l,k})
-
-(Ubaru, Chen & Saad 2017; Golub & Meurant 2010). The quadrature is used directly: no density on a grid.
+A :class:`Spectrum` (defined in :mod:`numerics.spectrum`, whose docstring states the quadrature; re-exported
+here) is a set of Gauss quadrature rules, one per probe, approximating the normalised spectral measure of a
+symmetric operator.
 
 :func:`slq` builds a :class:`Spectrum` from ``n_probes`` Lanczos recurrences advanced together
 (:func:`numerics.lanczos.lanczos`); :func:`slq_deflated` computes the top-k eigenpairs exactly and runs SLQ on
@@ -24,17 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from numerics.lanczos import _check_generator
 from numerics.spectrum import Spectrum, ctu_parameters, pyhessian_sigma
 
 __all__ = ["Spectrum", "slq", "slq_deflated", "pyhessian_sigma", "ctu_parameters"]
 
 logger = logging.getLogger(__name__)
-
-
-def _check_generator(generator: Any) -> torch.Generator:
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    return generator
 
 
 def slq(
@@ -172,6 +163,9 @@ def slq_deflated(
             W = W - U @ (U.T @ W)
             return W.to(self.dtype)
 
+    # Declared in op's dtype, not U's: lanczos's default breakdown tolerance scales with eps(proj.dtype), and
+    # the products are only as accurate as op's (with U's float64 a float32 operator's invariant subspaces would
+    # go undetected); the blocks' f64->f32->f64 round trip costs two casts per step.
     proj = _Projected(op.shape, op.dtype, op.device, True)
     Z = draw_probes(n, int(n_probes), generator=generator, probe=probe, dtype=U.dtype, device=op.device)
     for _ in range(2):  # project twice so the probes are in range(P) to working precision

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from numerics.lanczos import draw_probes
+from numerics.lanczos import _check_generator, draw_probes
 from numerics.operators import aslinearoperator
 
 __all__ = ["TraceEstimate", "hutchinson", "hutchpp", "hutchinson_variance"]
@@ -85,8 +85,7 @@ def _check_common(op: Any, generator: Any) -> Any:
     op = aslinearoperator(op)
     if op.shape[0] != op.shape[1]:
         raise ValueError(f"a trace needs a square operator, got shape {op.shape}")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    _check_generator(generator)
     return op
 
 
