@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -299,13 +299,8 @@ class QuadraticModel:
         raise ValueError(f"method must be 'ldl' or 'bisect', got {method!r}")
 
     # -- the cone over the sublevel ellipsoid ------------------------------------------------------------
-    def cone_basis(self, kept: Any, eps: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(slopes, U)`` of ``K = cone(S(ε) − w^T)``: ``Uᵀ x = (t, z)`` maps ``K`` onto the elliptic cone
-        with these slopes (``U[:, 0]`` the axis, oriented towards ``c``). ``None`` when ``½ cᵀHc ≤ ε``
-        (the pruned point is inside the sublevel set, so ``K`` is the whole space).
-
-        Requires positive definite ``H`` (otherwise the sublevel set is unbounded and ``K`` not closed).
-        """
+    def _cone_setup(self, kept: Any, eps: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """Validate ``eps`` and positive definite ``H``; return ``c`` (the pruned part), ``Hc`` and ``cᵀHc/(2ε)``."""
         if not (math.isfinite(eps) and eps > 0):
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         lam = self.eigh[0]
@@ -316,7 +311,16 @@ class QuadraticModel:
         T = self._kept_mask(kept)
         c = np.where(T, 0.0, self.w_star)
         Hc = self.H @ c
-        cAc = float(c @ Hc) / (2.0 * eps)
+        return c, Hc, float(c @ Hc) / (2.0 * eps)
+
+    def cone_basis(self, kept: Any, eps: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(slopes, U)`` of ``K = cone(S(ε) − w^T)``: ``Uᵀ x = (t, z)`` maps ``K`` onto the elliptic cone
+        with these slopes (``U[:, 0]`` the axis, oriented towards ``c``). ``None`` when ``½ cᵀHc ≤ ε``
+        (the pruned point is inside the sublevel set, so ``K`` is the whole space).
+
+        Requires positive definite ``H`` (otherwise the sublevel set is unbounded and ``K`` not closed).
+        """
+        c, Hc, cAc = self._cone_setup(kept, eps)
         if cAc <= 1.0:
             return None
         Ac = Hc / (2.0 * eps)
@@ -345,23 +349,27 @@ class QuadraticModel:
         ``method="cvxpy"``: projection of each sample by a conic program (small ``N`` only; cross-check).
         ``(N, 0)`` when the pruned point is already feasible (``K = R^N``).
         """
-        basis = self.cone_basis(kept, eps)
-        if basis is None:
-            return float(self.N), 0.0
         if method == "mc":
+            basis = self.cone_basis(kept, eps)
+            if basis is None:
+                return float(self.N), 0.0
             from theory.cones import EllipticCone
             from theory.statdim import statistical_dimension_mc
 
             res = statistical_dimension_mc(EllipticCone(basis[0]), n_samples, rng)
             return float(res.mean), float(res.stderr)
         if method == "cvxpy":
+            if self._cone_setup(kept, eps)[2] <= 1.0:  # the pruned point is feasible: K = R^N
+                return float(self.N), 0.0
             if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
                 raise ValueError(f"n_samples must be an integer ≥ 2, got {n_samples!r}")
-            vals = np.array(
-                [np.sum(self.cone_projection_cvxpy(kept, eps, rng.standard_normal(self.N)) ** 2)
-                 for _ in range(int(n_samples))]
+            from theory.statdim import _check_rng, _gaussian_mc
+
+            project = self._cvxpy_projector(kept, eps)  # one compiled problem, re-solved per sample
+            res = _gaussian_mc(
+                lambda g: np.array([np.sum(project(row) ** 2) for row in g]), self.N, int(n_samples), _check_rng(rng)
             )
-            return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(vals.size))
+            return float(res.mean), float(res.stderr)
         raise ValueError(f"method must be 'mc' or 'cvxpy', got {method!r}")
 
     def cone_projection(self, kept: Any, eps: float, x: Any) -> np.ndarray:
@@ -378,9 +386,14 @@ class QuadraticModel:
     def cone_projection_cvxpy(self, kept: Any, eps: float, x: Any) -> np.ndarray:
         """Projection of ``x`` onto ``K`` by cvxpy: ``min ‖y − x‖²`` s.t. ``‖Lᵀ(y − τc)‖ ≤ √(2ε) τ``,
         ``τ ≥ 0`` with ``H = LLᵀ`` (small ``N``; checks the solver status)."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        return self._cvxpy_projector(kept, eps)(x)
+
+    def _cvxpy_projector(self, kept: Any, eps: float) -> Callable[[np.ndarray], np.ndarray]:
+        """The cvxpy projection onto ``K`` as a function of the point (the problem is built once, the point a
+        :class:`cvxpy.Parameter`, so repeated solves reuse the compiled problem)."""
         import cvxpy as cp
 
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
         T = self._kept_mask(kept)
         c = np.where(T, 0.0, self.w_star)
         lam, V = self.eigh
@@ -389,13 +402,19 @@ class QuadraticModel:
         Lt = (V * np.sqrt(lam)[None, :]).T  # LLᵀ = H with L = V√Λ
         y = cp.Variable(self.N)
         tau = cp.Variable(nonneg=True)
+        xp = cp.Parameter(self.N)
         prob = cp.Problem(
-            cp.Minimize(cp.sum_squares(y - x)), [cp.norm(Lt @ (y - tau * c)) <= math.sqrt(2.0 * eps) * tau]
+            cp.Minimize(cp.sum_squares(y - xp)), [cp.norm(Lt @ (y - tau * c)) <= math.sqrt(2.0 * eps) * tau]
         )
-        prob.solve(solver=cp.CLARABEL)
-        if prob.status not in (cp.OPTIMAL,):
-            raise RuntimeError(f"cvxpy projection failed with status {prob.status!r}")
-        return np.asarray(y.value, dtype=np.float64)
+
+        def project(x: np.ndarray) -> np.ndarray:
+            xp.value = x
+            prob.solve(solver=cp.CLARABEL)
+            if prob.status not in (cp.OPTIMAL,):
+                raise RuntimeError(f"cvxpy projection failed with status {prob.status!r}")
+            return np.asarray(y.value, dtype=np.float64)
+
+        return project
 
 
 def _ldl_unpivoted(A: np.ndarray, tol: float, block: int = 64) -> tuple[np.ndarray, np.ndarray]:
