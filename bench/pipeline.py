@@ -244,10 +244,9 @@ def main(argv: list[str] | None = None) -> int:
           + (f", exact quadratic {lim['exact_quadratic']:.4f}" if q is not None else ""))
     print("checks: " + ", ".join(f"{k}={'ok' if v else 'FAIL'}" for k, v in checks.items()))
     if args.json is not None:
-        from nets.limit import _finite_or_none
-        from numerics.atomic import atomic_write_json
+        from numerics.atomic import atomic_write_json, jsonable
 
-        atomic_write_json(args.json, _finite_or_none(record), indent=1)
+        atomic_write_json(args.json, jsonable(record), indent=1)
         print(f"wrote {args.json}")
     if not all(checks.values()):
         print("error: accuracy checks failed: " + ", ".join(k for k, v in checks.items() if not v), file=sys.stderr)

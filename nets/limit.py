@@ -31,7 +31,6 @@ The library never prints; progress goes to an optional ``progress(stage, done, t
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -48,8 +47,9 @@ from torch import nn
 
 from nets.data import DataSplit, fixed_batches
 from nets.hessian import HVP_METHODS, HessianOperator, eval_mode
-from nets.params import copy_model, count_parameters, prunable_parameters
-from numerics.atomic import atomic_write_text
+from nets.params import copy_model, count_parameters, flatten, prunable_parameters
+from nets.train import PAPER_CONFIGS, TrainConfig, evaluate, paper_config, train
+from numerics.atomic import atomic_write_json, jsonable
 from numerics.operators import LinearOperator
 from numerics.slq import Spectrum, slq
 from theory.limits import METHODS, NEGATIVE_POLICIES, PruningLimit, pruning_limit
@@ -63,9 +63,11 @@ __all__ = [
     "estimate_pruning_limit",
     "dense_loss_std",
     "hessian_spectrum",
+    "hessian_batches",
     "summarize_spectrum",
     "actual_limit",
     "train_default_model",
+    "default_train_config",
     "load_state_dict",
     "default_keep_fractions",
     "DEFAULT_EPS_BATCH_SIZE",
@@ -106,26 +108,6 @@ Progress = Callable[[str, int, int], None]
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _finite_or_none(x: Any) -> Any:
-    """JSON-safe value: numpy → Python, non-finite floats → None (strict JSON has no NaN/inf)."""
-    if isinstance(x, Mapping):
-        return {str(k): _finite_or_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite_or_none(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _finite_or_none(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer, int)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, torch.dtype):
-        return str(x)
-    return x
-
-
 def _limit_to_dict(lim: PruningLimit) -> dict[str, Any]:
     d: dict[str, Any] = {}
     for f in dataclasses.fields(lim):
@@ -156,24 +138,12 @@ def _check_generator(generator: Any) -> torch.Generator:
 
 
 def _flat_prunable(model: nn.Module) -> np.ndarray:
-    return torch.cat([w.detach().reshape(-1).to("cpu", torch.float64) for _, w in prunable_parameters(model)]).numpy()
+    return flatten([w.detach() for _, w in prunable_parameters(model)]).to("cpu", torch.float64).numpy()
 
 
 def _to_device(batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device, dtype: torch.dtype
                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(x.to(device=device, dtype=dtype), y.to(device)) for x, y in batches]
-
-
-def _evaluate_batches(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` over pre-built batches (eval mode restored; no grad)."""
-    total, correct, n = 0.0, 0, 0
-    with eval_mode(model), torch.no_grad():
-        for x, y in batches:
-            out = model(x)
-            total += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-            n += int(y.shape[0])
-    return total / n, correct / n
 
 
 class _ProgressOperator(LinearOperator):
@@ -237,12 +207,9 @@ def dense_loss_std(model: nn.Module, dataset: Any, batch_size: int = DEFAULT_EPS
             f"the default eps needs at least 2 full training batches of batch_size={batch_size}, but the training "
             f"set has {sum(int(b[1].shape[0]) for b in batches)} samples; pass eps explicitly or a smaller batch size"
         )
-    losses = []
     with eval_mode(model), torch.no_grad():
-        for x, y in full:
-            out = model(x.to(device=p.device, dtype=p.dtype))
-            losses.append(float(F.cross_entropy(out, y.to(p.device))))
-    arr = np.asarray(losses, dtype=np.float64)
+        losses = [F.cross_entropy(model(x.to(device=p.device, dtype=p.dtype)), y.to(p.device)) for x, y in full]
+    arr = torch.stack(losses).to("cpu", torch.float64).numpy()  # one read-back
     eps = float(arr.std(ddof=1))
     if not math.isfinite(eps):
         raise ValueError(f"the per-batch training losses are not finite ({arr!r}); the model diverged")
@@ -673,12 +640,11 @@ class LimitResult:
         if include_spectrum:
             d["spectrum"] = {"dim": self.spectrum.dim, "exact": self.spectrum.exact,
                              "nodes": self.spectrum.nodes, "weights": self.spectrum.weights}
-        return _finite_or_none(d)
+        return jsonable(d)
 
     def save_json(self, path: str | os.PathLike, **kwargs: Any) -> Path:
         """Write :meth:`to_dict` to ``path`` atomically (strict JSON)."""
-        text = json.dumps(self.to_dict(**kwargs), indent=1, allow_nan=False)
-        return atomic_write_text(Path(path), text)
+        return atomic_write_json(Path(path), self.to_dict(**kwargs), indent=1)
 
 
 # ----------------------------------------------------------------------------------------------- pipeline
@@ -821,8 +787,8 @@ def estimate_pruning_limit(
     # ---- ε and the dense model ----------------------------------------------------------------------------
     t0 = time.perf_counter()
     report("eps", 0, 1)
-    train_loss, train_acc = _evaluate_batches(work, train_batches)
-    test_loss, test_acc = _evaluate_batches(work, test_batches)
+    train_loss, train_acc = evaluate(work, train_batches)
+    test_loss, test_acc = evaluate(work, test_batches)
     dense = {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
     if not math.isfinite(train_loss):
         raise ValueError(f"the dense model's training loss is not finite ({train_loss!r})")
@@ -834,12 +800,12 @@ def estimate_pruning_limit(
 
     # ---- spectrum ------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    if hessian_samples is not None and hessian_samples < len(data.train_eval):  # type: ignore[arg-type]
-        idx = torch.randperm(len(data.train_eval), generator=generator)[:hessian_samples].sort().values  # type: ignore[arg-type]
-        hess_batches = _subset_batches(data.train_eval, idx, hessian_batch_size)
+    whole = hessian_samples is None or hessian_samples >= len(data.train_eval)  # type: ignore[arg-type]
+    if whole and hessian_batch_size == eval_batch_size:
+        hess_batches = train_batches  # the same fixed batches (the defaults): gathered and moved once
     else:
-        hess_batches = fixed_batches(data.train_eval, hessian_batch_size)
-    hess_batches = _to_device(hess_batches, dev, dtype)
+        hess_batches = hessian_batches(data.train_eval, hessian_batch_size, samples=hessian_samples,
+                                       generator=generator, device=dev, dtype=dtype)
     spectrum, spec_cost = hessian_spectrum(
         work, hess_batches, steps=slq_steps, n_probes=slq_probes, generator=generator, probe=probe,
         deflate=deflate, hvp_method=hvp_method, dtype=hvp_dtype, chunk_size=hvp_chunk_size, progress=progress)
@@ -859,17 +825,22 @@ def estimate_pruning_limit(
     # ---- actual limits: the LOMP sweep -------------------------------------------------------------------
     from nets.prune import magnitude_sweep
 
+    from nets.prune import keep_count
+
     t0 = time.perf_counter()
+    levels = iter(grid.tolist())  # magnitude_sweep evaluates the levels once each, in this order
 
     def evaluate_fn(pruned: nn.Module) -> dict[str, float]:
-        trl, tra = _evaluate_batches(pruned, train_batches)
-        tel, tea = _evaluate_batches(pruned, test_batches)
+        if keep_count(next(levels), N) == N:
+            return dict(dense)  # every weight kept: the dense model's weights, evaluated above
+        trl, tra = evaluate(pruned, train_batches)
+        tel, tea = evaluate(pruned, test_batches)
         return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
 
     sw = magnitude_sweep(work, grid.tolist(), evaluate_fn,
                          progress=(lambda i, n: report("sweep", i, n)) if progress is not None else None)
     timings["sweep"] = time.perf_counter() - t0
-    cost["sweep"] = {"forward_passes": 2 * int(grid.size)}
+    cost["sweep"] = {"forward_passes": 2 * int(np.count_nonzero(sw.kept < N))}
     sweep = {"kept_fraction": sw.keep_fractions, "removed_fraction": 1.0 - sw.keep_fractions, "kept_count": sw.kept,
              **{k: v for k, v in sw.metrics.items()}}
     loss_ok = np.nan_to_num(sw.metrics["train_loss"], nan=np.inf) <= train_loss + eps_v
@@ -916,6 +887,41 @@ def estimate_pruning_limit(
                        timings, cost, settings)
 
 
+def hessian_batches(
+    dataset: Any,
+    batch_size: int = DEFAULT_HESSIAN_BATCH_SIZE,
+    *,
+    samples: int | None = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The fixed, un-augmented batches of the Hessian data (:func:`nets.data.fixed_batches`).
+
+    All of ``dataset`` in index order, or (``samples`` smaller than the dataset) a fixed random subset of that
+    many samples, ``torch.randperm(len(dataset), generator=generator)[:samples]`` in increasing index order.
+    The inputs are moved to ``device``/``dtype`` and the labels to ``device`` where given.
+
+    >>> from nets.data import ArrayDataset
+    >>> ds = ArrayDataset(torch.arange(5.0)[:, None], torch.arange(5))
+    >>> [y.tolist() for _, y in hessian_batches(ds, 2)]
+    [[0, 1], [2, 3], [4]]
+    >>> [y.tolist() for _, y in hessian_batches(ds, 2, samples=3, generator=torch.Generator().manual_seed(0))]
+    [[0, 2], [4]]
+    """
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if samples is not None and _check_int("samples", samples, 1) < len(dataset):
+        if generator is None:
+            raise ValueError("a random subset (samples < len(dataset)) needs a torch.Generator")
+        idx = torch.randperm(len(dataset), generator=_check_generator(generator))[:samples].sort().values
+        batches = _subset_batches(dataset, idx, batch_size)
+    else:
+        batches = fixed_batches(dataset, batch_size)
+    if device is None and dtype is None:
+        return batches
+    return [(x.to(device=device, dtype=dtype), y.to(device)) for x, y in batches]
+
+
 def _subset_batches(dataset: Any, indices: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed, un-augmented batches of ``dataset[indices]`` in the given order."""
     if hasattr(dataset, "unaugmented"):
@@ -932,6 +938,32 @@ def _subset_batches(dataset: Any, indices: torch.Tensor, batch_size: int) -> lis
 
 
 # ----------------------------------------------------------------------------------------------- models
+def default_train_config(
+    model_name: str = "mlp",
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    l1: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> TrainConfig:
+    """The :class:`nets.train.TrainConfig` of :func:`train_default_model`.
+
+    ``model_name`` in :data:`nets.train.PAPER_CONFIGS` (fc5, fc12, alexnet, vgg16, resnet18, resnet50) gets the
+    authors' configuration (:func:`nets.train.paper_config`); any other model (the digits ``mlp``/``cnn``
+    defaults, ...) :data:`DIGITS_TRAIN_DEFAULTS`. ``epochs``/``lr``/``l1``/``batch_size`` override.
+
+    >>> default_train_config("mlp").epochs, default_train_config("resnet18", epochs=3).epochs
+    (60, 3)
+    """
+    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "l1": l1, "batch_size": batch_size}.items()
+                 if v is not None}
+    if model_name.lower() in PAPER_CONFIGS:
+        return paper_config(model_name, seed=seed, device=device, **overrides)
+    return TrainConfig(**{**DIGITS_TRAIN_DEFAULTS, **overrides, "seed": seed, "device": device})
+
+
 def train_default_model(
     data: DataSplit,
     *,
@@ -945,27 +977,24 @@ def train_default_model(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: Callable[[dict[str, float]], None] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, Any]:
     """Build and train a model with ℓ1 regularisation: the pipeline's default when no checkpoint is given.
 
-    ``model_name`` in :data:`nets.train.PAPER_CONFIGS` (fc5, fc12, alexnet, vgg16, resnet18, resnet50) uses
-    the authors' configuration (:func:`nets.train.paper_config`); any other model (the digits ``mlp``/``cnn``
-    defaults, ...) uses :data:`DIGITS_TRAIN_DEFAULTS`. ``epochs``/``lr``/``l1``/``batch_size`` override.
-    Initialisation is drawn from ``torch.Generator().manual_seed(seed)`` and the data order from the training
-    config's ``seed``. Returns ``(model, nets.train.TrainResult)``.
+    The configuration is :func:`default_train_config` (the authors' for the paper's models, else
+    :data:`DIGITS_TRAIN_DEFAULTS`; ``epochs``/``lr``/``l1``/``batch_size`` override). ``model_kwargs`` go to
+    :func:`nets.models.build_model` (e.g. ``{"hidden": (64,)}`` for the ``mlp``). Initialisation is drawn from
+    ``torch.Generator().manual_seed(seed)`` and the data order from the training config's ``seed``. Returns
+    ``(model, nets.train.TrainResult)``.
     """
     from nets.models import build_model
-    from nets.train import PAPER_CONFIGS, TrainConfig, paper_config, train
 
     if not isinstance(data, DataSplit):
         raise TypeError(f"data must be a nets.data.DataSplit, got {type(data).__name__}")
-    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "l1": l1, "batch_size": batch_size}.items()
-                 if v is not None}
-    if model_name.lower() in PAPER_CONFIGS:
-        config = paper_config(model_name, seed=seed, device=device, **overrides)
-    else:
-        config = TrainConfig(**{**DIGITS_TRAIN_DEFAULTS, **overrides, "seed": seed, "device": device})
-    model = build_model(model_name, data.num_classes, data.input_shape, generator=torch.Generator().manual_seed(seed))
+    config = default_train_config(model_name, epochs=epochs, lr=lr, l1=l1, batch_size=batch_size, seed=seed,
+                                  device=device)
+    model = build_model(model_name, data.num_classes, data.input_shape, generator=torch.Generator().manual_seed(seed),
+                        **dict(model_kwargs or {}))
     result = train(model, data, config, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
     return model, result
 

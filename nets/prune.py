@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from nets.params import copy_model, prunable_parameters
+from nets.params import copy_model, flatten, prunable_parameters, unflatten_like
 
 __all__ = [
     "Masks",
@@ -84,11 +84,8 @@ def _weights(model: nn.Module, check_finite: bool = True) -> list[tuple[str, tor
 
 
 def _split(flat_keep: torch.Tensor, ws: list[tuple[str, torch.Tensor]]) -> Masks:
-    out, i = {}, 0
-    for name, w in ws:
-        out[name] = flat_keep[i : i + w.numel()].reshape(w.shape).clone()
-        i += w.numel()
-    return out
+    pieces = unflatten_like(flat_keep, [w for _, w in ws])
+    return {name: piece.clone() for (name, _), piece in zip(ws, pieces)}
 
 
 def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -356,7 +353,8 @@ def magnitude_sweep(
         raise ValueError("keep_fractions is empty")
     work = remove_masks(copy_model(model))
     ws = [(n, w) for n, w in prunable_parameters(work)]
-    dense = torch.cat([w.detach().reshape(-1) for _, w in ws])
+    tensors = [w for _, w in ws]
+    dense = flatten([w.detach() for w in tensors])
     if not bool(torch.isfinite(dense).all()):
         raise ValueError("model has non-finite prunable weights")
     order = torch.sort(dense.abs(), descending=True, stable=True).indices
@@ -367,10 +365,8 @@ def magnitude_sweep(
             k = keep_count(rho, n)
             flat = torch.zeros_like(dense)
             flat[order[:k]] = dense[order[:k]]
-            j = 0
-            for _, w in ws:
-                w.copy_(flat[j : j + w.numel()].reshape(w.shape))
-                j += w.numel()
+            for w, piece in zip(tensors, unflatten_like(flat, tensors)):
+                w.copy_(piece)
             out = evaluate_fn(work)
             values = dict(out) if isinstance(out, Mapping) else {"value": out}
             for key, v in values.items():

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nets.cli._shared import add_threads_argument, nonneg_float, positive, run_with_threads
-from numerics.atomic import atomic_open, atomic_write_json
+from numerics.atomic import atomic_open, atomic_write_json, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _flat(model) -> "torch.Tensor":  # noqa: F821
-    import torch
+    from nets.params import flatten
 
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    return flatten([p.detach() for p in model.parameters()])
 
 
 def _sparsity_report(model) -> dict[str, Any]:
@@ -94,13 +94,13 @@ def _functional_loss(model, X, y):
     import torch
     from torch.func import functional_call
 
+    from nets.params import unflatten_like
+
     names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    sizes = [p.numel() for _, p in model.named_parameters()]
+    like = [p for _, p in model.named_parameters()]
 
     def loss(w):
-        parts = torch.split(w, sizes)
-        params = {n: t.reshape(s) for n, t, s in zip(names, parts, shapes)}
+        params = dict(zip(names, unflatten_like(w, like)))
         return torch.nn.functional.cross_entropy(functional_call(model, params, (X,)), y)
 
     return loss
@@ -295,7 +295,7 @@ def _run(args: argparse.Namespace) -> int:
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()},
         "total_seconds": time.perf_counter() - t_start,
     }
-    atomic_write_json(out / JSON_NAME, result, indent=1)
+    atomic_write_json(out / JSON_NAME, jsonable(result), indent=1)
     _plot(out / PNG_NAME, runs["sgd"]["history"], runs["grda"]["history"], diag)
 
     print(f"digits / {args.model} ({sp['n_parameters']} parameters), {args.epochs} epochs, lr {args.lr}, "

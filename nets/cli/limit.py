@@ -135,7 +135,7 @@ def prepare_model(args: argparse.Namespace, bars: bool = True) -> tuple[Any, Any
     Returns ``(model, data, info)`` with ``info`` holding the training summary and its wall time.
     """
     from nets.data import load_dataset
-    from nets.limit import load_state_dict, train_default_model
+    from nets.limit import default_train_config, load_state_dict, train_default_model
     from nets.models import build_model
     from nets.train import tqdm_progress
 
@@ -154,41 +154,17 @@ def prepare_model(args: argparse.Namespace, bars: bool = True) -> tuple[Any, Any
         model.to(args.device)
         info.update({"source": "checkpoint", "checkpoint": str(args.checkpoint)})
     else:
-        epochs = args.epochs
         progress = None
         if bars and not args.no_progress:
-            from nets.limit import DIGITS_TRAIN_DEFAULTS
-            from nets.train import PAPER_CONFIGS
-
-            total = epochs or (PAPER_CONFIGS[args.model.lower()].epochs if args.model.lower() in PAPER_CONFIGS
-                               else DIGITS_TRAIN_DEFAULTS["epochs"])
+            total = default_train_config(args.model, epochs=args.epochs).epochs
             progress = tqdm_progress(total, desc="training", leave=False, file=sys.stderr)
-        if kwargs:
-            model, res = _train_custom(data, args, kwargs, progress)
-        else:
-            model, res = train_default_model(data, model_name=args.model, epochs=epochs, lr=args.lr, l1=args.l1,
-                                             seed=args.seed, device=args.device,
-                                             checkpoint_dir=args.out / "train", resume=True, progress=progress)
+        model, res = train_default_model(data, model_name=args.model, epochs=args.epochs, lr=args.lr, l1=args.l1,
+                                         seed=args.seed, device=args.device, checkpoint_dir=args.out / "train",
+                                         resume=True, progress=progress, model_kwargs=kwargs)
         info.update({"source": "trained", "config": res.config.to_dict(), "final": res.final,
                      "resumed_from": res.resumed_from, "checkpoint": str(res.checkpoint_path)})
     info["seconds"] = time.perf_counter() - t0
     return model, data, info
-
-
-def _train_custom(data: Any, args: argparse.Namespace, kwargs: dict[str, Any], progress: Any) -> tuple[Any, Any]:
-    """Train an ``mlp`` with custom hidden widths under the digits defaults (same recipe as the default)."""
-    import torch
-
-    from nets.limit import DIGITS_TRAIN_DEFAULTS
-    from nets.models import build_model
-    from nets.train import TrainConfig, train
-
-    over = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "l1": args.l1}.items() if v is not None}
-    config = TrainConfig(**{**DIGITS_TRAIN_DEFAULTS, **over, "seed": args.seed, "device": args.device})
-    model = build_model(args.model, data.num_classes, data.input_shape,
-                        generator=torch.Generator().manual_seed(args.seed), **kwargs)
-    res = train(model, data, config, checkpoint_dir=args.out / "train", resume=True, progress=progress)
-    return model, res
 
 
 # ---------------------------------------------------------------------------------------------- rendering

@@ -35,25 +35,17 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from nets.data import fixed_batches
-    from nets.limit import _finite_or_none, hessian_spectrum, summarize_spectrum
-    from numerics.atomic import atomic_write_json
+    from nets.limit import hessian_batches, hessian_spectrum, summarize_spectrum
+    from numerics.atomic import atomic_write_json, jsonable
 
     prepared = prepare_or_report(args)
     if prepared is None:
         return 2
     model, data, info = prepared
     generator = torch.Generator().manual_seed(args.seed)
-    dataset = data.train_eval
-    if args.hessian_samples is not None and args.hessian_samples < len(dataset):
-        from nets.limit import _subset_batches
-
-        idx = torch.randperm(len(dataset), generator=generator)[: args.hessian_samples].sort().values
-        batches = _subset_batches(dataset, idx, args.hessian_batch_size)
-    else:
-        batches = fixed_batches(dataset, args.hessian_batch_size)
     p = next(iter(model.parameters()))
-    batches = [(x.to(p.device, p.dtype), y.to(p.device)) for x, y in batches]
+    batches = hessian_batches(data.train_eval, args.hessian_batch_size, samples=args.hessian_samples,
+                              generator=generator, device=p.device, dtype=p.dtype)
     bars = StageBars(enabled=not args.no_progress)
     t0 = time.perf_counter()
     try:
@@ -75,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
                         "n_prunable": spec.dim, "class": type(model).__name__},
               "train": info,
               "command": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
-    atomic_write_json(args.out / "spectrum_summary.json", _finite_or_none(record), indent=1)
+    atomic_write_json(args.out / "spectrum_summary.json", jsonable(record), indent=1)
     plot_spectrum(spec, args.out / "spectrum.png",
                   title=f"Hessian spectrum of the prunable weights ({type(model).__name__} on {data.name})")
     s = summary

@@ -296,3 +296,35 @@ def test_masked_model_is_pruned_on_the_copy_only(trained, digits):
     # the copy holds exactly the masked weights: keeping 50 % by magnitude changes nothing
     assert r.sweep["train_loss"][0] == pytest.approx(r.sweep["train_loss"][1], rel=1e-12)
     assert r.dense["train_loss"] == pytest.approx(r.sweep["train_loss"][1], rel=1e-6)
+
+
+def test_dense_level_of_the_sweep_is_the_dense_model(result):
+    """ρ = 1 keeps every weight: the sweep reports the dense metrics without evaluating the model again."""
+    i = int(np.nonzero(result.sweep["kept_fraction"] == 1.0)[0][0])
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert result.sweep[key][i] == result.dense[key]
+    assert result.cost["sweep"]["forward_passes"] == 2 * (GRID.size - 1)
+
+
+def test_hessian_batches_whole_set_or_fixed_subset(digits):
+    from nets.limit import hessian_batches
+
+    ds = digits.train_eval
+    for (x, y), (x0, y0) in zip(hessian_batches(ds, 500), fixed_batches(ds, 500)):
+        assert torch.equal(x, x0) and torch.equal(y, y0)
+    n = len(ds)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(3))[:300].sort().values
+    sub = hessian_batches(ds, 128, samples=300, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert [int(b[1].shape[0]) for b in sub] == [128, 128, 44] and sub[0][0].dtype == torch.float64
+    assert torch.equal(torch.cat([b[1] for b in sub]), ds.batch(idx)[1])
+    assert len(hessian_batches(ds, 4096, samples=n + 5)) == 1  # more samples than the set: the whole set
+    with pytest.raises(ValueError, match="needs a torch.Generator"):
+        hessian_batches(ds, 128, samples=10)
+
+
+def test_train_default_model_passes_model_kwargs(digits):
+    from nets.limit import default_train_config
+
+    model, res = train_default_model(digits, epochs=1, model_kwargs={"hidden": (5,)})
+    assert model.net[1].weight.shape == (5, 64) and res.config == default_train_config("mlp", epochs=1)
+    assert default_train_config("resnet18").epochs == 200 and default_train_config("resnet18").lr == 0.1
