@@ -31,19 +31,12 @@ from nets.grda import GRDA
 
 
 def resnet18_cifar_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
-    """Parameter shapes of a CIFAR ResNet18 (He et al. 2016 with a 3×3 stem, as in the pruning-limit paper's
-    code): 62 tensors, 11 173 962 parameters."""
-    shapes: list[tuple[int, ...]] = [(64, 3, 3, 3), (64,), (64,)]
-    cin = 64
-    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-        for b in range(2):
-            s = stride if b == 0 else 1
-            shapes += [(cout, cin, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
-            if s != 1 or cin != cout:
-                shapes += [(cout, cin, 1, 1), (cout,), (cout,)]
-            cin = cout
-    shapes += [(num_classes, 512), (num_classes,)]
-    return shapes
+    """Parameter shapes of the CIFAR ResNet18 of :mod:`nets.models` (He et al. 2016 with a 3×3 stem, as in the
+    pruning-limit paper's code): 62 tensors, 11 173 962 parameters. Built on the meta device (nothing allocated)."""
+    from nets.models import build_model
+
+    model = build_model("resnet18", num_classes, (3, 32, 32), device="meta")
+    return [tuple(p.shape) for p in model.parameters()]
 
 
 class AuthorsGRDA(torch.optim.Optimizer):

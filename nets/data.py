@@ -18,7 +18,6 @@ material we have does not give the authors' statistics; we use the ImageNet ones
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import pickle
@@ -50,8 +49,6 @@ __all__ = [
     "make_loader",
     "fixed_batches",
 ]
-
-log = logging.getLogger(__name__)
 
 CIFAR10_MEAN = (0.491, 0.482, 0.447)
 CIFAR10_STD = (0.247, 0.243, 0.262)

@@ -234,12 +234,18 @@ def grda_update(
             raise TypeError(f"gRDA needs real floating-point parameters, got dtype {p.dtype} at index {i}")
         if g.is_sparse:
             raise TypeError(f"gRDA does not support sparse gradients (index {i})")
-    if n == 0:
+    _grda_update_unchecked(params, grads, accumulators, momentum_buffers, lr=lr, threshold=threshold,
+                           momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                           thresholded=thresholded, foreach=foreach)
+
+
+def _grda_update_unchecked(params, grads, accumulators, momentum_buffers, *, lr, threshold, momentum, dampening,
+                           weight_decay, thresholded, foreach) -> None:
+    """:func:`grda_update` without its checks (the optimiser's hot path; :meth:`GRDA.step` validated the group)."""
+    if not params:
         return
     damp = momentum if dampening is None else float(dampening)
-    if foreach is None:
-        foreach = True
-    fn = _multi_tensor_grda if foreach else _single_tensor_grda
+    fn = _multi_tensor_grda if foreach is None or foreach else _single_tensor_grda
     fn(params, grads, accumulators, momentum_buffers, lr, float(threshold), momentum, damp, weight_decay,
        list(thresholded))
 
@@ -283,7 +289,8 @@ def _multi_tensor_grda(params, grads, accs, bufs, lr, T, momentum, damp, wd, thr
             new = [j for j, i in enumerate(idx) if bufs[i] is None]
             for j in new:
                 bufs[idx[j]] = torch.clone(D[j]).detach()
-            old = [j for j, i in enumerate(idx) if j not in set(new)] if new else list(range(len(idx)))
+            fresh = set(new)
+            old = [j for j in range(len(idx)) if j not in fresh]
             if old:
                 B = [bufs[idx[j]] for j in old]
                 Dold = [D[j] for j in old]
@@ -437,7 +444,9 @@ class GRDA(Optimizer):
                 accs.append(st["accumulator"])
                 bufs.append(st.get("momentum_buffer"))
                 thr.append(group["threshold_params"] == "all" or p.ndim >= 2)
-            grda_update(
+            # the group was validated above and every tensor here is a dense floating-point gradient of its
+            # parameter: skip grda_update's per-step re-validation
+            _grda_update_unchecked(
                 params, grads, accs, bufs if use_mom else None,
                 lr=group["lr"], threshold=T, momentum=group["momentum"], dampening=group["dampening"],
                 weight_decay=group["weight_decay"], thresholded=thr, foreach=group["foreach"],
