@@ -252,14 +252,16 @@ class DenseOperator(LinearOperator):
         if not bool(torch.isfinite(A).all()):
             raise ValueError("matrix must be finite (got NaN or inf)")
         square = A.shape[0] == A.shape[1]
-        if symmetric is None:
-            symmetric = square and float((A - A.T).abs().max()) <= _symmetry_tolerance(A)
-        elif symmetric:
+        if symmetric is None and not square:
+            symmetric = False
+        elif symmetric is None or symmetric:
             if not square:
                 raise ValueError(f"symmetric=True but matrix is not square: shape {tuple(A.shape)}")
             asym = float((A - A.T).abs().max())
             tol = _symmetry_tolerance(A)
-            if asym > tol:
+            if symmetric is None:
+                symmetric = asym <= tol
+            elif asym > tol:
                 raise ValueError(
                     f"symmetric=True but max|A - A^T| = {asym:.3e} exceeds the tolerance {tol:.3e}"
                 )

@@ -100,8 +100,8 @@ class Spectrum:
         vals = np.asarray(f(self.nodes), dtype=np.float64)
         if vals.shape != self.nodes.shape:
             vals = np.broadcast_to(vals, self.nodes.shape)
-        mask = self.weights > 0
-        return np.where(mask, self.weights * np.where(mask, vals, 0.0), 0.0).sum(axis=1)
+        # f's value at a padded node (zero weight) may be anything, even non-finite: it is replaced by 0
+        return (self.weights * np.where(self.weights > 0, vals, 0.0)).sum(axis=1)
 
     def expect(self, f: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
         """Estimate ``(1/n) tr f(A)`` and its standard error across probes.

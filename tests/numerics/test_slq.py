@@ -375,3 +375,11 @@ def test_negative_mass_bounds_contain_each_probe_measure() -> None:
 def test_negative_mass_bounds_reject_bad_tol(bad) -> None:
     with pytest.raises(ValueError, match="tol must be a finite non-negative number"):
         Spectrum.from_eigenvalues([1.0, -1.0]).negative_mass_bounds(bad)
+
+
+def test_per_probe_ignores_f_at_zero_weight_nodes() -> None:
+    # a padded node (zero weight) may sit where f is not finite; it must not reach the sum
+    s = Spectrum(np.array([[1.0, 2.0, 0.0], [4.0, 4.0, 4.0]]), np.array([[0.5, 0.5, 0.0], [0.25, 0.25, 0.5]]), 4)
+    with np.errstate(divide="ignore"):
+        vals = s.per_probe(lambda x: 1.0 / x)
+    assert vals.tolist() == [0.75, 0.25]
