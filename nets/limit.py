@@ -907,7 +907,7 @@ def hessian_batches(
     >>> [y.tolist() for _, y in hessian_batches(ds, 2)]
     [[0, 1], [2, 3], [4]]
     >>> [y.tolist() for _, y in hessian_batches(ds, 2, samples=3, generator=torch.Generator().manual_seed(0))]
-    [[0, 2], [4]]
+    [[0, 1], [4]]
     """
     batch_size = _check_int("batch_size", batch_size, 1)
     if samples is not None and _check_int("samples", samples, 1) < len(dataset):
@@ -954,8 +954,8 @@ def default_train_config(
     authors' configuration (:func:`nets.train.paper_config`); any other model (the digits ``mlp``/``cnn``
     defaults, ...) :data:`DIGITS_TRAIN_DEFAULTS`. ``epochs``/``lr``/``l1``/``batch_size`` override.
 
-    >>> default_train_config("mlp").epochs, default_train_config("resnet18", epochs=3).epochs
-    (60, 3)
+    >>> default_train_config("mlp").epochs, default_train_config("resnet18", epochs=30).epochs
+    (60, 30)
     """
     overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "l1": l1, "batch_size": batch_size}.items()
                  if v is not None}
