@@ -117,7 +117,7 @@ def _limit_to_dict(lim: PruningLimit) -> dict[str, Any]:
                 "kept_fraction": v.rho, "predicted_loss_increase": v.loss_increase, "R": v.R, "s": v.s}
         d[f.name] = v
     d["kept_fraction"] = d.pop("rho")
-    d["removed_fraction"] = d.pop("removed")
+    d["removed_fraction"] = lim.removed
     d["kept_fraction_lower"] = d.pop("rho_lower")
     d["kept_fraction_upper"] = d.pop("rho_upper")
     d["kept_fraction_stderr"] = d.pop("stderr")

@@ -293,7 +293,7 @@ class PruningLimit:
     rho:
         Kept fraction ``ρ* = k/N`` (the final paper's "pruning ratio" is this kept fraction).
     removed:
-        Removed fraction ``1 − ρ*`` (what the authors' code prints as the pruning ratio).
+        Removed fraction ``1 − ρ*`` (a property derived from ``rho``; what the authors' code prints).
     rho_lower, rho_upper:
         **Our** bands (MATH.md §2; not the paper's statements, which were unavailable):
         ``ρ* − (1 + z·D·se)/D − a_η/√D`` and ``ρ* + z·se + a_η/√D`` with ``z = 2``, clipped to [0, 1].
@@ -328,7 +328,6 @@ class PruningLimit:
 
     method: str
     rho: float
-    removed: float
     rho_lower: float
     rho_upper: float
     R: float
@@ -355,8 +354,13 @@ class PruningLimit:
         return self.rho
 
     @property
-    def removed_fraction(self) -> float:
+    def removed(self) -> float:
         """``1 − ρ*``, the fraction removed (what the authors' code prints as the pruning ratio)."""
+        return 1.0 - self.rho
+
+    @property
+    def removed_fraction(self) -> float:
+        """Alias of :attr:`removed`."""
         return self.removed
 
     @property
@@ -532,7 +536,6 @@ def pruning_limit(
     return PruningLimit(
         method=method,
         rho=float(rho_star),
-        removed=float(1.0 - rho_star),
         rho_lower=rho_lower,
         rho_upper=rho_upper,
         R=R_star,
