@@ -202,3 +202,97 @@ def grda_noise_sqrt_gamma() -> CheckResult:
     sharp = sp.simplify(stat - g * s**2 / (2 * h - g * h**2)) == 0
     lim = sp.limit(stat / g, g, 0) == s**2 / (2 * h)
     return CheckResult(bool(flat and sharp and lim), f"flat: {flat}, sharp stationary variance: {sharp}, limit: {lim}")
+
+
+@check(
+    "dp_vs_obs_rank_one_valley",
+    "issue 13 (ours): H = h·vvᵀ, v = (1,1)/√2, w^SGD = (a, −b), a > b > 0: for λ ≥ b the constrained DP solution "
+    "is (a−b, 0) (KKT), OBS on the magnitude support gives the same point, both with ΔL = 0; magnitude pruning "
+    "ΔL = h b²/4; the weighted lasso gives (a−λ, 0) with ΔL = h(λ−b)²/4 > 0 for λ > b",
+)
+def dp_vs_obs_rank_one_valley() -> CheckResult:
+    a, b, h, lam = sp.symbols("a b h lambda", positive=True)
+    v = sp.Matrix([1, 1]) / sp.sqrt(2)
+    u = sp.Matrix([1, -1]) / sp.sqrt(2)  # the flat direction
+    H = h * v * v.T
+    w_sgd = sp.Matrix([a, -b])
+
+    def dL(w):
+        d = w - w_sgd
+        return sp.simplify((d.T * H * d)[0] / 2)
+
+    # constrained DP: w = w_sgd + z u with z = −√2 b; KKT z + uᵀξ = 0, ξ₁ = λ (w₁ = a − b > 0), ξ₂ free in [−λ, λ]
+    z = -sp.sqrt(2) * b
+    w_dp = w_sgd + z * u
+    xi2 = sp.solve(sp.Eq(z + (u.T * sp.Matrix([lam, sp.Symbol("x")]))[0], 0), sp.Symbol("x"))[0]
+    dp_point = sp.simplify(w_dp - sp.Matrix([a - b, 0])) == sp.zeros(2, 1)
+    # |ξ₂| ≤ λ  ⟺  λ − 2b ≥ −λ (and ≤ λ): holds iff λ ≥ b
+    tt = sp.symbols("t", nonnegative=True)  # λ = b + t, t ≥ 0
+    lower = sp.simplify((xi2 + lam).subs(lam, b + tt))  # ξ₂ ≥ −λ  ⟺  2t ≥ 0
+    upper = sp.simplify((lam - xi2).subs(lam, b + tt))  # ξ₂ ≤ λ   ⟺  2b ≥ 0
+    kkt = sp.simplify(xi2 - (lam - 2 * b)) == 0 and lower == 2 * tt and upper == 2 * b
+    # OBS on the magnitude support T = {1} (|a| > |b|): d_T = H_TT⁻¹ H_TP c_P with c_P = w_P
+    HTT, HTP = H[0, 0], H[0, 1]
+    w_obs = sp.Matrix([a + HTP * (-b) / HTT, 0])
+    obs_point = sp.simplify(w_obs - w_dp) == sp.zeros(2, 1)
+    mag = sp.Matrix([a, 0])
+    # weighted lasso: s = sign(w)·P₀ sign(w) = (1, 1); w = sign(w)·max(|w| − λ s, 0) = (a − λ, 0) for b < λ < a
+    wl = sp.Matrix([a - lam, 0])
+    ok = (dp_point and kkt and obs_point and dL(w_dp) == 0 and dL(w_obs) == 0
+          and sp.simplify(dL(mag) - h * b**2 / 4) == 0 and sp.simplify(dL(wl) - h * (lam - b) ** 2 / 4) == 0)
+    # the code on one instance (a, b, h, λ) = (2, 1/2, 2, 1): theory.directional.valley_comparison
+    import numpy as np
+
+    from theory.directional import flat_subspace, valley_comparison
+
+    Hn = np.array([[1.0, 1.0], [1.0, 1.0]])
+    cmp_ = valley_comparison(Hn, np.array([2.0, -0.5]), lam=1.0, flat=flat_subspace(Hn))
+    err = max(float(np.max(np.abs(cmp_.points[k] - np.array([1.5, 0.0])))) for k in ("directional", "obs_magnitude"))
+    code_ok = err <= 1e-12 and abs(cmp_.loss_increase["magnitude"] - 2.0 * 0.25 / 4) <= 1e-15
+    return CheckResult(bool(ok and code_ok),
+                       f"DP = OBS = (a−b, 0): {dp_point and obs_point}; KKT iff λ ≥ b: {kkt}; magnitude ΔL = h b²/4; "
+                       f"weighted lasso ΔL = h(λ−b)²/4; valley_comparison error {err:.1e}")
+
+
+def _schur_increase(H, w, kept):
+    """½ c_Pᵀ (H_PP − H_PT H_TT⁺ H_TP) c_P in exact arithmetic (pseudo-inverse for singular H_TT)."""
+    n = H.shape[0]
+    T = [i for i in range(n) if kept[i]]
+    P = [i for i in range(n) if not kept[i]]
+    if not P:
+        return sp.Integer(0)
+    cP = sp.Matrix([w[i] for i in P])
+    S = H.extract(P, P)
+    if T:
+        S = S - H.extract(P, T) * H.extract(T, T).pinv() * H.extract(T, P)
+    return sp.nsimplify(sp.simplify((cP.T * S * cP)[0] / 2))
+
+
+@check(
+    "obs_free_iff_flat_completion",
+    "issue 13 (ours): H PSD with null space range(U): min_{d_T} ½dᵀHd with d_P = −w_P is 0 iff w_P ∈ range(U_P) "
+    "(the pruned part extends to a flat direction); exact over all pruning sets of two 3-D valleys",
+)
+def obs_free_iff_flat_completion() -> CheckResult:
+    cases = {
+        "generic": sp.Matrix([[1, 2], [2, 1], [2, -2]]) / 3,  # every row of U nonzero, U_P full row rank for |P| ≤ 2
+        "axis": sp.Matrix([[1, 0], [0, 1], [0, 0]]),  # coordinate 3 is sharp: pruning it is never free
+    }
+    w = sp.Matrix([sp.Rational(3, 2), sp.Rational(-1, 3), sp.Rational(5, 7)])
+    bad = []
+    free_counts = {}
+    for name, U in cases.items():
+        H = 4 * (sp.eye(3) - U * U.T)
+        free_counts[name] = 0
+        for kept in itertools.product((True, False), repeat=3):
+            P = [i for i in range(3) if not kept[i]]
+            inc = _schur_increase(H, w, kept)
+            if P:
+                UP = U.extract(P, [0, 1])
+                completes = UP.rank() == UP.row_join(sp.Matrix([w[i] for i in P])).rank()
+            else:
+                completes = True
+            free_counts[name] += int(inc == 0)
+            if (inc == 0) != completes or inc < 0:
+                bad.append((name, kept, inc, completes))
+    return CheckResult(not bad, f"free pruning sets: {free_counts} of 8 each" if not bad else f"violations: {bad}")

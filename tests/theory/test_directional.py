@@ -79,7 +79,7 @@ def test_flat_subspace_of_known_spectrum():
         (np.array([[1.0, 2.0], [0.0, 1.0]]), {}, ValueError, "H must be symmetric"),
         (np.array([[np.nan, 0], [0, 1.0]]), {}, ValueError, "H must be finite"),
         (-np.eye(2), {}, ValueError, "H must have a positive eigenvalue"),
-        (np.eye(2), dict(tau=1.5), ValueError, r"tau must be in \[0, 1\), got 1.5"),
+        (np.eye(2), dict(tau=1.5), ValueError, r"tau must be a finite number >= 0 and < 1, got tau=1.5"),
         (np.eye(2), dict(tau=float("nan")), ValueError, "tau must be a finite number"),
         (np.eye(2).astype(complex), {}, TypeError, "H must be a real matrix"),
     ],
@@ -93,15 +93,15 @@ def test_input_errors_of_solvers():
     fs = flat_subspace(np.diag([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"w_sgd must be a vector of length 2, got shape \(3,\)"):
         weighted_lasso_dp(np.ones(3), fs, 0.1)
-    with pytest.raises(ValueError, match="lam must be a finite number >= 0, got -1"):
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0, got lam=-1"):
         constrained_dp_admm(np.ones(2), fs, -1)
     with pytest.raises(TypeError, match="flat must be a FlatSubspace"):
         constrained_dp_admm(np.ones(2), np.eye(2), 0.1)
     with pytest.raises(ValueError, match="w_sgd must be finite"):
         constrained_dp_cvxpy(np.array([np.inf, 1.0]), fs, 0.1)
-    with pytest.raises(ValueError, match="rho must be a finite number > 0, got 0"):
+    with pytest.raises(ValueError, match="rho must be a finite number > 0, got rho=0"):
         constrained_dp_admm(np.ones(2), fs, 0.1, rho=0)
-    with pytest.raises(ValueError, match="max_iter must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="max_iter must be an integer >= 1, got max_iter=0"):
         constrained_dp_admm(np.ones(2), fs, 0.1, max_iter=0)
     with pytest.raises(ValueError, match="delta is zero"):
         projection_ratio(np.zeros(2), np.eye(2)[:, :1])
