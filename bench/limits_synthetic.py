@@ -44,9 +44,10 @@ import numpy as np
 import scipy
 import torch
 
-from numerics.atomic import atomic_write_json
+from nets.io import atomic_write_json
 from numerics.operators import DenseOperator
-from numerics.slq import Spectrum, slq
+from numerics.slq import slq
+from theory.spectrum import Spectrum
 from numerics.testing import rotated_diagonal
 from theory.limits import DEFAULT_NEGATIVE, pruning_limit
 from theory.quadratic import QuadraticModel
@@ -101,12 +102,12 @@ def run_case(kind: str, n: int, seed: int, args: argparse.Namespace) -> dict[str
     op = DenseOperator(torch.from_numpy(H))
     gen = torch.Generator().manual_seed(int(ss.generate_state(1)[0]))
     t0 = time.perf_counter()
-    spec_slq = slq(op, args.steps, args.probes, generator=gen)
+    spec_slq = slq(op, steps=args.steps, n_probes=args.probes, generator=gen).spectrum
     t_slq = time.perf_counter() - t0
     spec_defl, t_defl, defl_error = None, float("nan"), None
     try:
         t0 = time.perf_counter()
-        spec_defl = slq(op, args.steps, args.probes, generator=gen, deflate=args.deflate)
+        spec_defl = slq(op, steps=args.steps, n_probes=args.probes, generator=gen, deflate=args.deflate).spectrum
         t_defl = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - report, do not hide
         defl_error = f"{type(exc).__name__}: {exc}"
@@ -126,17 +127,17 @@ def run_case(kind: str, n: int, seed: int, args: argparse.Namespace) -> dict[str
             "surrogate": sur_curve.threshold(eps, median_window=win) / n,
         }
         for method in ("free", "flat"):
-            row[f"{method}_exact"] = pruning_limit(spec_exact, w, eps, method=method, n_curve=0).rho
+            row[f"{method}_exact"] = pruning_limit(spec_exact, w, eps, method=method, n_curve=0).kept_fraction
             r = pruning_limit(spec_slq, w, eps, method=method, n_curve=0)
-            row[f"{method}_slq"], row[f"{method}_slq_se"] = r.rho, r.stderr
+            row[f"{method}_slq"], row[f"{method}_slq_se"] = r.kept_fraction, r.stderr
             if spec_defl is not None:
                 r = pruning_limit(spec_defl, w, eps, method=method, n_curve=0)
-                row[f"{method}_slq_defl"], row[f"{method}_slq_defl_se"] = r.rho, r.stderr
+                row[f"{method}_slq_defl"], row[f"{method}_slq_defl_se"] = r.kept_fraction, r.stderr
             if kind == "indefinite":
                 for pol in POLICIES:
                     # the default policy's value is the "exact" column already
                     row[f"{method}_{pol}"] = row[f"{method}_exact"] if pol == DEFAULT_NEGATIVE else pruning_limit(
-                        spec_exact, w, eps, method=method, negative=pol, n_curve=0).rho
+                        spec_exact, w, eps, method=method, negative=pol, n_curve=0).kept_fraction
         rows.append(row)
     cost = {
         "oracle_s": t_oracle,

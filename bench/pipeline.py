@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from nets.data import fixed_batches, load_dataset
-    from nets.limit import default_keep_fractions, estimate_pruning_limit, train_default_model
+    from nets.limit import default_kept_fractions, estimate_pruning_limit, train_default_model
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -170,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     model, tr = train_default_model(data, model_name=args.model, epochs=epochs, seed=args.seed, device=args.device)
     _sync(device)
     t_train = time.perf_counter() - t0
-    grid = default_keep_fractions(sweep_step)
+    grid = default_kept_fractions(sweep_step)
     result = estimate_pruning_limit(model, data, generator=torch.Generator().manual_seed(args.seed),
-                                    slq_steps=args.slq_steps, slq_probes=args.slq_probes, keep_fractions=grid,
+                                    slq_steps=args.slq_steps, slq_probes=args.slq_probes, kept_fractions=grid,
                                     hessian_batch_size=hbs, hessian_samples=args.hessian_samples, device=device)
     stages = {"train": t_train, **result.timings}
     total = sum(stages.values())
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     # accuracy assertions
     checks: dict[str, bool] = {}
     for m, lim in result.predicted.items():
-        checks[f"{m}_in_unit_interval"] = 0.0 <= lim.rho_lower <= lim.rho <= lim.rho_upper <= 1.0
+        checks[f"{m}_in_unit_interval"] = 0.0 <= lim.kept_fraction_lower <= lim.kept_fraction <= lim.kept_fraction_upper <= 1.0
     for c, a in result.actual.items():
         v = a.kept_fraction if c != "authors_strict_accuracy" else a.kept_fraction_any
         checks[f"actual_{c}_in_unit_interval_or_none"] = v is None or 0.0 <= v <= 1.0
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         checks["slq_w1_below_5pct_of_range"] = q.slq_wasserstein1 <= 0.05 * (q.eigenvalue_max - q.eigenvalue_min)
         for m, lim in result.predicted.items():
             se = lim.stderr if math.isfinite(lim.stderr) else 0.0
-            checks[f"{m}_slq_vs_exact_eigenvalues"] = abs(lim.rho - q.predicted_exact_spectrum[m].rho) <= 4 * se + 0.02
+            checks[f"{m}_slq_vs_exact_eigenvalues"] = abs(lim.kept_fraction - q.predicted_exact_spectrum[m].kept_fraction) <= 4 * se + 0.02
 
     hvps_spec = result.cost["spectrum"]["hvps"]
     record = {
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                            **({} if q is None else {"exact_quadratic": q.hvps / result.timings["exact_quadratic"]})},
         "hvp_vs_gradient": ratio,
         "per_level_checkpoint_peer": ckpt,
-        "limits": {"predicted": {m: {"kept_fraction": v.rho, "lower": v.rho_lower, "upper": v.rho_upper,
+        "limits": {"predicted": {m: {"kept_fraction": v.kept_fraction, "lower": v.kept_fraction_lower, "upper": v.kept_fraction_upper,
                                      "stderr": v.stderr} for m, v in result.predicted.items()},
                    "actual": {c: a.to_dict() for c, a in result.actual.items()},
                    "exact_quadratic": None if q is None else q.kept_fraction_compensated},
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f", exact quadratic {lim['exact_quadratic']:.4f}" if q is not None else ""))
     print("checks: " + ", ".join(f"{k}={'ok' if v else 'FAIL'}" for k, v in checks.items()))
     if args.json is not None:
-        from numerics.atomic import atomic_write_json, jsonable
+        from nets.io import atomic_write_json, jsonable
 
         atomic_write_json(args.json, jsonable(record), indent=1)
         print(f"wrote {args.json}")

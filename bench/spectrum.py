@@ -56,8 +56,9 @@ from torch import nn
 
 from nets.hessian import HessianOperator
 from nets.params import count_parameters
-from numerics.atomic import atomic_write_json
-from numerics.slq import Spectrum, slq
+from nets.io import atomic_write_json
+from numerics.slq import slq
+from theory.spectrum import Spectrum
 
 
 # -- environment ------------------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def bench_model(name: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, a
                                  cache_graph="auto" if "auto" in k else "cached" in k)
             t0 = time.perf_counter()
             spec = slq(op, steps=args.steps, n_probes=args.probes, generator=torch.Generator().manual_seed(args.seed),
-                       accumulate_dtype=None if "float32" in k else torch.float64)
+                       accumulate_dtype=None if "float32" in k else torch.float64).spectrum
             runs[f"ours {k}"] = {"seconds": time.perf_counter() - t0, "spectrum": spec, "hvps": op.n_products,
                                  "data_passes": op.n_data_passes}
         peer = "PyHessian dataloader" if layout == "minibatches" else "PyHessian single-batch"
@@ -340,7 +341,7 @@ def bench_model(name: str, model: nn.Module, X: torch.Tensor, y: torch.Tensor, a
         for seed in range(args.seed + 1, args.seed + args.w1_seeds):
             op = HessianOperator(model, nn.CrossEntropyLoss(), fb, params=all_parameters, method="double-backward",
                                  cache_graph=True)
-            spec = slq(op, steps=args.steps, n_probes=args.probes, generator=torch.Generator().manual_seed(seed))
+            spec = slq(op, steps=args.steps, n_probes=args.probes, generator=torch.Generator().manual_seed(seed)).spectrum
             w1["ours"].append(spec.wasserstein1(exact))
             w1["PyHessian"].append(pyhessian_density(model, fb, "single-batch", args.steps, args.probes, seed)["spectrum"]
                                    .wasserstein1(exact))

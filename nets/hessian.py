@@ -378,6 +378,15 @@ class HessianOperator(LinearOperator):
         return self._use_cache
 
     @property
+    def hvp_path(self) -> str | None:
+        """The product path taken: ``"cached double-backward"`` (first-order graphs kept), or the streaming
+        ``method`` (``"forward-over-reverse"`` / ``"double-backward"``); ``None`` while ``cache_graph="auto"``
+        has not decided (before the first product)."""
+        if self._use_cache is None:
+            return None
+        return "cached double-backward" if self._use_cache else self.method
+
+    @property
     def n_samples(self) -> int | None:
         """``N`` on this rank (known after the first pass for a loader)."""
         return self._n_samples

@@ -49,9 +49,10 @@ from nets.data import DataSplit, fixed_batches
 from nets.hessian import HVP_METHODS, HessianOperator, eval_mode
 from nets.params import copy_model, count_parameters, flatten, prunable_parameters
 from nets.train import PAPER_CONFIGS, TrainConfig, evaluate, paper_config, train
-from numerics.atomic import atomic_write_json, jsonable
+from nets.io import atomic_write_json, jsonable
 from numerics.operators import LinearOperator
-from numerics.slq import Spectrum, slq
+from numerics.slq import slq
+from theory.spectrum import Spectrum
 from theory.limits import METHODS, NEGATIVE_POLICIES, PruningLimit, pruning_limit
 
 __all__ = [
@@ -69,7 +70,7 @@ __all__ = [
     "train_default_model",
     "default_train_config",
     "load_state_dict",
-    "default_keep_fractions",
+    "default_kept_fractions",
     "DEFAULT_EPS_BATCH_SIZE",
     "DEFAULT_SLQ_STEPS",
     "DEFAULT_SLQ_PROBES",
@@ -114,12 +115,9 @@ def _limit_to_dict(lim: PruningLimit) -> dict[str, Any]:
         v = getattr(lim, f.name)
         if f.name == "curves":
             v = None if v is None else {
-                "kept_fraction": v.rho, "predicted_loss_increase": v.loss_increase, "R": v.R, "s": v.s}
+                "kept_fraction": v.kept_fraction, "predicted_loss_increase": v.loss_increase, "R": v.R, "s": v.s}
         d[f.name] = v
-    d["kept_fraction"] = d.pop("rho")
-    d["removed_fraction"] = lim.removed
-    d["kept_fraction_lower"] = d.pop("rho_lower")
-    d["kept_fraction_upper"] = d.pop("rho_upper")
+    d["removed_fraction"] = lim.removed_fraction
     d["kept_fraction_stderr"] = d.pop("stderr")
     d["kept_count"] = lim.kept_count
     return d
@@ -230,7 +228,7 @@ class SpectrumSummary:
     the estimated fraction of eigenvalues ``< 0`` (the standard error is across probes only);
     ``negative_mass_bounds``: the Chebyshev–Markov–Stieltjes interval that also covers the quadrature
     (discretisation) error, which dominates when a cluster of near-zero eigenvalues straddles 0
-    (:meth:`numerics.spectrum.Spectrum.negative_mass_bounds`); ``trace`` ± ``trace_stderr``: ``tr H``
+    (:meth:`theory.spectrum.Spectrum.negative_mass_bounds`); ``trace`` ± ``trace_stderr``: ``tr H``
     (Hutchinson-type estimate ``n · Σ τθ``, exact for polynomials of degree ≤ 2m − 1); ``mean_eigenvalue`` =
     ``tr H / n``.
     """
@@ -299,7 +297,7 @@ def hessian_spectrum(
     target: LinearOperator = op
     if progress is not None:
         target = _ProgressOperator(op, progress, "spectrum", steps)
-    spec = slq(target, steps, int(n_probes), generator=generator, probe=probe, deflate=deflate)
+    spec = slq(target, steps=steps, n_probes=int(n_probes), generator=generator, probe=probe, deflate=deflate).spectrum
     return spec, op.cost()
 
 
@@ -340,7 +338,7 @@ class ActualLimit:
 
 
 def actual_limit(
-    keep_fractions: Any,
+    kept_fractions: Any,
     qualifies: Any,
     *,
     criterion: str = "custom",
@@ -356,10 +354,10 @@ def actual_limit(
     >>> actual_limit([0.5, 1.0], [False, False]).kept_fraction is None
     True
     """
-    rho = np.asarray(keep_fractions, dtype=np.float64).reshape(-1)
+    rho = np.asarray(kept_fractions, dtype=np.float64).reshape(-1)
     ok = np.asarray(qualifies, dtype=bool).reshape(-1)
     if rho.size == 0 or rho.shape != ok.shape:
-        raise ValueError(f"keep_fractions and qualifies must be non-empty and of equal length, got {rho.size}, {ok.size}")
+        raise ValueError(f"kept_fractions and qualifies must be non-empty and of equal length, got {rho.size}, {ok.size}")
     counts = None if kept_counts is None else np.asarray(kept_counts).reshape(-1)
     order = np.argsort(-rho, kind="stable")  # dense end first
     best = None
@@ -381,10 +379,10 @@ def actual_limit(
     )
 
 
-def default_keep_fractions(step: float = 0.001) -> np.ndarray:
+def default_kept_fractions(step: float = 0.001) -> np.ndarray:
     """Kept fractions ``0, step, …, 1`` (the authors swept the removed fraction on a 0.001 grid).
 
-    >>> default_keep_fractions(0.25).tolist()
+    >>> default_kept_fractions(0.25).tolist()
     [0.0, 0.25, 0.5, 0.75, 1.0]
     """
     if not (isinstance(step, (int, float)) and 0 < step <= 1):
@@ -486,7 +484,7 @@ def _quadratic_comparison(
     eps: float,
     loss0: float,
     spectrum: Spectrum,
-    keep_fractions: np.ndarray,
+    kept_fractions: np.ndarray,
     kept_counts: np.ndarray,
     limit_kwargs: dict[str, Any],
     progress: Progress | None,
@@ -528,8 +526,8 @@ def _quadratic_comparison(
     # only the limits are reported for the exact spectrum (to_dict drops curves): skip their curves
     predicted = {m: pruning_limit(exact_spec, w, eps, method=m, n_curve=0, **limit_kwargs) for m in METHODS}
     return QuadraticComparison(
-        kept_fraction_compensated=exact.rho,
-        kept_count_compensated=int(exact.k),
+        kept_fraction_compensated=exact.kept_fraction,
+        kept_count_compensated=int(exact.kept_count),
         kept_fraction_compensated_indefinite=k_indef / N,
         kept_fraction_uncompensated=k_unc / N,
         psd_surrogate=surrogate,
@@ -607,9 +605,9 @@ class LimitResult:
             out[m] = {}
             for c, a in self.actual.items():
                 ref = a.kept_fraction if c != "authors_strict_accuracy" else a.kept_fraction_any
-                out[m][c] = None if ref is None else lim.rho - ref
+                out[m][c] = None if ref is None else lim.kept_fraction - ref
             if self.quadratic is not None:
-                out[m]["exact_quadratic"] = lim.rho - self.quadratic.kept_fraction_compensated
+                out[m]["exact_quadratic"] = lim.kept_fraction - self.quadratic.kept_fraction_compensated
         return out
 
     def to_dict(self, *, include_curves: bool = True, include_spectrum: bool = True) -> dict[str, Any]:
@@ -667,7 +665,7 @@ def estimate_pruning_limit(
     hessian_samples: int | None = None,
     negative: str = "abs",
     eta: float = 0.01,
-    keep_fractions: Sequence[float] | np.ndarray | None = None,
+    kept_fractions: Sequence[float] | np.ndarray | None = None,
     accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
     exact_quadratic: bool | None = None,
     exact_max_n: int = DEFAULT_EXACT_MAX_N,
@@ -701,8 +699,8 @@ def estimate_pruning_limit(
         authors).
     negative, eta:
         Negative-eigenvalue policy and kinematic failure probability for :func:`theory.limits.pruning_limit`.
-    keep_fractions:
-        Kept fractions of the LOMP sweep (default :func:`default_keep_fractions`: 0, 0.001, …, 1).
+    kept_fractions:
+        Kept fractions of the LOMP sweep (default :func:`default_kept_fractions`: 0, 0.001, …, 1).
     accuracy_tolerance:
         The accuracy criterion is ``test_acc(ρ) ≥ dense test_acc − accuracy_tolerance``.
     exact_quadratic, exact_max_n:
@@ -751,11 +749,11 @@ def estimate_pruning_limit(
         raise ValueError(f"accuracy_tolerance must be a number in [0, 1], got accuracy_tolerance={accuracy_tolerance!r}")
     if exact_quadratic not in (None, True, False):
         raise TypeError(f"exact_quadratic must be None, True or False, got {exact_quadratic!r}")
-    grid = default_keep_fractions() if keep_fractions is None else np.asarray(keep_fractions, dtype=np.float64).reshape(-1)
+    grid = default_kept_fractions() if kept_fractions is None else np.asarray(kept_fractions, dtype=np.float64).reshape(-1)
     if grid.size == 0:
-        raise ValueError("keep_fractions must be non-empty")
+        raise ValueError("kept_fractions must be non-empty")
     if not np.all(np.isfinite(grid)) or grid.min() < 0 or grid.max() > 1:
-        raise ValueError(f"keep_fractions must lie in [0, 1], got range [{grid.min()!r}, {grid.max()!r}]")
+        raise ValueError(f"kept_fractions must lie in [0, 1], got range [{grid.min()!r}, {grid.max()!r}]")
     grid = np.unique(grid)  # sorted, no duplicates
     if not prunable_parameters(model):
         raise ValueError("model has no prunable (Linear/Conv) weights")
@@ -825,13 +823,13 @@ def estimate_pruning_limit(
     # ---- actual limits: the LOMP sweep -------------------------------------------------------------------
     from nets.prune import magnitude_sweep
 
-    from nets.prune import keep_count
+    from nets.prune import kept_count
 
     t0 = time.perf_counter()
     levels = iter(grid.tolist())  # magnitude_sweep evaluates the levels once each, in this order
 
     def evaluate_fn(pruned: nn.Module) -> dict[str, float]:
-        if keep_count(next(levels), N) == N:
+        if kept_count(next(levels), N) == N:
             return dict(dense)  # every weight kept: the dense model's weights, evaluated above
         trl, tra = evaluate(pruned, train_batches)
         tel, tea = evaluate(pruned, test_batches)
@@ -840,23 +838,23 @@ def estimate_pruning_limit(
     sw = magnitude_sweep(work, grid.tolist(), evaluate_fn,
                          progress=(lambda i, n: report("sweep", i, n)) if progress is not None else None)
     timings["sweep"] = time.perf_counter() - t0
-    cost["sweep"] = {"forward_passes": 2 * int(np.count_nonzero(sw.kept < N))}
-    sweep = {"kept_fraction": sw.keep_fractions, "removed_fraction": 1.0 - sw.keep_fractions, "kept_count": sw.kept,
+    cost["sweep"] = {"forward_passes": 2 * int(np.count_nonzero(sw.kept_counts < N))}
+    sweep = {"kept_fraction": sw.kept_fractions, "removed_fraction": 1.0 - sw.kept_fractions, "kept_count": sw.kept_counts,
              **{k: v for k, v in sw.metrics.items()}}
     loss_ok = np.nan_to_num(sw.metrics["train_loss"], nan=np.inf) <= train_loss + eps_v
     acc_ok = sw.metrics["test_acc"] >= test_acc - accuracy_tolerance
     strict_ok = sw.metrics["test_acc"] > test_acc
     actual = {
-        "train_loss": actual_limit(sw.keep_fractions, loss_ok, criterion="train_loss",
+        "train_loss": actual_limit(sw.kept_fractions, loss_ok, criterion="train_loss",
                                    description="training loss <= L(w*) + eps", threshold=train_loss + eps_v,
-                                   kept_counts=sw.kept),
-        "test_accuracy": actual_limit(sw.keep_fractions, acc_ok, criterion="test_accuracy",
+                                   kept_counts=sw.kept_counts),
+        "test_accuracy": actual_limit(sw.kept_fractions, acc_ok, criterion="test_accuracy",
                                       description=f"test accuracy >= dense - {accuracy_tolerance:g}",
-                                      threshold=test_acc - accuracy_tolerance, kept_counts=sw.kept),
+                                      threshold=test_acc - accuracy_tolerance, kept_counts=sw.kept_counts),
         "authors_strict_accuracy": actual_limit(
-            sw.keep_fractions, strict_ok, criterion="authors_strict_accuracy",
+            sw.kept_fractions, strict_ok, criterion="authors_strict_accuracy",
             description="test accuracy strictly above dense (the authors' code; read kept_fraction_any)",
-            threshold=test_acc, kept_counts=sw.kept),
+            threshold=test_acc, kept_counts=sw.kept_counts),
     }
     if actual["authors_strict_accuracy"].kept_fraction_any is None:
         logger.info("no sweep level has test accuracy strictly above the dense %.4f (the authors' code crashed here)",
@@ -867,8 +865,8 @@ def estimate_pruning_limit(
     quadratic = None
     if do_exact:
         t0 = time.perf_counter()
-        quadratic = _quadratic_comparison(work, hess_batches, w_star, eps_v, train_loss, spectrum, sw.keep_fractions,
-                                          sw.kept, limit_kwargs, progress)
+        quadratic = _quadratic_comparison(work, hess_batches, w_star, eps_v, train_loss, spectrum, sw.kept_fractions,
+                                          sw.kept_counts, limit_kwargs, progress)
         timings["exact_quadratic"] = time.perf_counter() - t0
         cost["exact_quadratic"] = {"hvps": quadratic.hvps, "gradients": 1}
 

@@ -6,9 +6,9 @@ model and never change it; :func:`apply_masks` installs masks with ``torch.nn.ut
 (``weight = weight_orig * weight_mask``, so masked entries stay zero through any optimiser step) and
 :func:`remove_masks` makes them permanent. Biases and BatchNorm parameters are never pruned (EXPERIMENTS.md).
 
-Counting convention (MATH.md §2: keep fraction ``ρ = k/N``, removed fraction ``s = 1 − ρ``): a keep fraction
-``ρ`` keeps exactly ``k = ⌈ρN⌉`` weights (per layer: ``⌈ρ_l N_l⌉``). ``ρN`` is rounded to 6 decimals before
-the ceiling so that e.g. ρ = 0.3, N = 10 keeps 3, not 4 (0.3·10 = 3.0000000000000004 in floating point).
+Counting convention (MATH.md §2: kept fraction ``ρ = k/N``, removed fraction ``1 − ρ``): a kept fraction
+``ρ`` keeps exactly :func:`theory.limits.kept_count` ``(ρ, N)`` ``= ⌈ρN⌉`` weights up to floating-point
+rounding (per layer: ``⌈ρ_l N_l⌉``), the one rule of the package: ρ = 0.3, N = 10 keeps 3, not 4.
 
 Tie handling (magnitude methods): weights are ranked by ``|w|`` descending with a *stable* sort over the
 flat index (module order, then row-major inside each tensor), so among equal magnitudes the one with the
@@ -28,21 +28,23 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from nets.params import copy_model, flatten, prunable_parameters, unflatten_like
+from theory.limits import kept_count
+from theory.validation import check_fraction, check_int, check_torch_generator
 
 __all__ = [
     "Masks",
     "PRUNING_METHODS",
-    "keep_count",
+    "kept_count",
     "global_magnitude_masks",
     "layerwise_magnitude_masks",
     "random_masks",
-    "smart_ratio_keep_counts",
+    "smart_ratio_kept_counts",
     "smart_ratio_masks",
     "compute_masks",
     "apply_masks",
     "remove_masks",
     "model_masks",
-    "mask_keep_fraction",
+    "mask_kept_fraction",
     "SweepResult",
     "magnitude_sweep",
     "fine_tune",
@@ -57,20 +59,6 @@ PRUNING_METHODS: tuple[str, ...] = ("global_magnitude", "layerwise_magnitude", "
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _check_fraction(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1], got {name}={value!r}")
-    return float(value)
-
-
-def keep_count(keep_fraction: float, n: int) -> int:
-    """``k = ⌈ρ n⌉`` with ``ρ n`` rounded to 6 decimals first (see the module docstring).
-
-    >>> keep_count(0.3, 10), keep_count(0.001, 3883000), keep_count(0.25, 3)
-    (3, 3883, 1)
-    """
-    rho = _check_fraction("keep_fraction", keep_fraction)
-    return min(n, math.ceil(round(rho * n, 6)))
 
 
 def _weights(model: nn.Module, check_finite: bool = True) -> list[tuple[str, torch.Tensor]]:
@@ -110,7 +98,7 @@ def _scores(ws: list[tuple[str, torch.Tensor]], within: Masks | None) -> list[to
 
 
 # ------------------------------------------------------------------------------------------- masks
-def global_magnitude_masks(model: nn.Module, keep_fraction: float, *, within: Masks | None = None) -> Masks:
+def global_magnitude_masks(model: nn.Module, kept_fraction: float, *, within: Masks | None = None) -> Masks:
     """LOMP (the pruning-limit paper's method): keep the ``⌈ρN⌉`` largest ``|w|`` over all prunable weights.
 
     One ranking over the conv and linear weights together; ties to the smaller flat index. With
@@ -124,27 +112,27 @@ def global_magnitude_masks(model: nn.Module, keep_fraction: float, *, within: Ma
     """
     ws = _weights(model)
     scores = torch.cat(_scores(ws, within))
-    return _split(_top_k(scores, keep_count(keep_fraction, scores.numel())), ws)
+    return _split(_top_k(scores, kept_count(kept_fraction, scores.numel())), ws)
 
 
-def _per_layer_fractions(ws: list[tuple[str, torch.Tensor]], keep_fractions: float | Mapping[str, float]) -> dict[str, float]:
-    if isinstance(keep_fractions, Mapping):
+def _per_layer_fractions(ws: list[tuple[str, torch.Tensor]], kept_fractions: float | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(kept_fractions, Mapping):
         names = [n for n, _ in ws]
-        missing, extra = set(names) - set(keep_fractions), set(keep_fractions) - set(names)
+        missing, extra = set(names) - set(kept_fractions), set(kept_fractions) - set(names)
         if missing or extra:
-            raise ValueError(f"keep_fractions must name every prunable weight: missing {sorted(missing)}, unknown {sorted(extra)}")
-        return {n: _check_fraction(f"keep_fractions[{n!r}]", keep_fractions[n]) for n in names}
-    rho = _check_fraction("keep_fraction", keep_fractions)
+            raise ValueError(f"kept_fractions must name every prunable weight: missing {sorted(missing)}, unknown {sorted(extra)}")
+        return {n: check_fraction(f"kept_fractions[{n!r}]", kept_fractions[n]) for n in names}
+    rho = check_fraction("kept_fraction", kept_fractions)
     return {n: rho for n, _ in ws}
 
 
 def layerwise_magnitude_masks(
-    model: nn.Module, keep_fractions: float | Mapping[str, float], *, within: Masks | None = None
+    model: nn.Module, kept_fractions: float | Mapping[str, float], *, within: Masks | None = None
 ) -> Masks:
     """Keep the ``⌈ρ_l N_l⌉`` largest ``|w|`` of each layer ``l`` (one ``ρ`` for all, or a mapping by name)."""
     ws = _weights(model)
-    fr = _per_layer_fractions(ws, keep_fractions)
-    return {name: _top_k(s, keep_count(fr[name], s.numel())).reshape(w.shape)
+    fr = _per_layer_fractions(ws, kept_fractions)
+    return {name: _top_k(s, kept_count(fr[name], s.numel())).reshape(w.shape)
             for (name, w), s in zip(ws, _scores(ws, within))}
 
 
@@ -157,31 +145,30 @@ def _random_from_counts(ws: list[tuple[str, torch.Tensor]], counts: Mapping[str,
     return out
 
 
-def random_masks(model: nn.Module, keep_fractions: float | Mapping[str, float], *, generator: torch.Generator) -> Masks:
+def random_masks(model: nn.Module, kept_fractions: float | Mapping[str, float], *, generator: torch.Generator) -> Masks:
     """Uniformly random masks from ``generator``.
 
     A single ``ρ`` keeps a uniformly random subset of exactly ``⌈ρN⌉`` of all prunable weights (global);
     a mapping keeps ``⌈ρ_l N_l⌉`` uniformly random weights in each layer.
     """
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    check_torch_generator("generator", generator)
     ws = _weights(model)
-    if isinstance(keep_fractions, Mapping):
-        fr = _per_layer_fractions(ws, keep_fractions)
-        return _random_from_counts(ws, {n: keep_count(fr[n], w.numel()) for n, w in ws}, generator)
+    if isinstance(kept_fractions, Mapping):
+        fr = _per_layer_fractions(ws, kept_fractions)
+        return _random_from_counts(ws, {n: kept_count(fr[n], w.numel()) for n, w in ws}, generator)
     n_total = sum(w.numel() for _, w in ws)
     keep = torch.zeros(n_total, dtype=torch.bool)
-    keep[torch.randperm(n_total, generator=generator)[: keep_count(keep_fractions, n_total)]] = True
+    keep[torch.randperm(n_total, generator=generator)[: kept_count(kept_fractions, n_total)]] = True
     return {k: v.to(w.device) for (k, v), (_, w) in zip(_split(keep, ws).items(), ws)}
 
 
-def smart_ratio_keep_counts(model: nn.Module, keep_fraction: float, *, linear_keep_fraction: float = 0.3) -> dict[str, int]:
+def smart_ratio_kept_counts(model: nn.Module, kept_fraction: float, *, linear_kept_fraction: float = 0.3) -> dict[str, int]:
     """Smart-Ratio layerwise keep counts (Su et al., NeurIPS 2020, "Sanity-checking pruning methods: random
     tickets can win the jackpot", §5), summing to exactly ``⌈ρN⌉``.
 
     Quadratic decay: the ``l``-th of ``L`` prunable conv layers (module order, ``l = 1..L``) gets keep ratio
     ``p_l = c·q_l`` with ``q_l = (L − l + 1)² + (L − l + 1)``; every Linear layer keeps
-    ``linear_keep_fraction`` (their default 0.3). The constant ``c`` solves ``Σ_l N_l min(1, c q_l) = G``,
+    ``linear_kept_fraction`` (their default 0.3). The constant ``c`` solves ``Σ_l N_l min(1, c q_l) = G``,
     ``G`` = the budget left after the linear layers (water-filling: ratios that would exceed 1 are clipped
     and the excess spread over the others in proportion to ``q_l``).
 
@@ -190,26 +177,26 @@ def smart_ratio_keep_counts(model: nn.Module, keep_fraction: float, *, linear_ke
     public code additionally divides ``q_l`` by ``l²`` for non-ResNet architectures, which we do not; for a
     network with no conv layers (FC5, MLPs) the decay is applied to the Linear layers themselves.
     """
-    rho = _check_fraction("keep_fraction", keep_fraction)
-    lin = _check_fraction("linear_keep_fraction", linear_keep_fraction)
+    rho = check_fraction("kept_fraction", kept_fraction)
+    lin = check_fraction("linear_kept_fraction", linear_kept_fraction)
     ws = _weights(model, check_finite=False)  # only shapes are used (works on the meta device)
     is_linear = {name: isinstance(_module_of(model, name), nn.Linear) for name, _ in ws}
     sizes = {name: w.numel() for name, w in ws}
     n_total = sum(sizes.values())
-    target = keep_count(rho, n_total)
+    target = kept_count(rho, n_total)
     decayed = [n for n, _ in ws if not is_linear[n]] or [n for n, _ in ws]
     fixed = [n for n, _ in ws if n not in decayed]
-    counts = {n: keep_count(lin, sizes[n]) for n in fixed}
+    counts = {n: kept_count(lin, sizes[n]) for n in fixed}
     budget = target - sum(counts.values())
     if budget < 0:
         raise ValueError(
-            f"keep_fraction={rho} keeps {target} weights but the Linear layers alone keep {target - budget} at "
-            f"linear_keep_fraction={lin}; lower linear_keep_fraction")
+            f"kept_fraction={rho} keeps {target} weights but the Linear layers alone keep {target - budget} at "
+            f"linear_kept_fraction={lin}; lower linear_kept_fraction")
     big_l = len(decayed)
     q = np.array([(big_l - l + 1) ** 2 + (big_l - l + 1) for l in range(1, big_l + 1)], dtype=np.float64)
     nl = np.array([sizes[n] for n in decayed], dtype=np.float64)
     if budget >= nl.sum():
-        raise ValueError(f"keep_fraction={rho} leaves no room to prune the conv layers at linear_keep_fraction={lin}")
+        raise ValueError(f"kept_fraction={rho} leaves no room to prune the conv layers at linear_kept_fraction={lin}")
     # Water-filling: f(c) = Σ N_l min(1, c q_l) is continuous and increasing; bisection to machine precision.
     lo, hi = 0.0, 1.0 / q.min()
     for _ in range(200):
@@ -238,33 +225,32 @@ def smart_ratio_keep_counts(model: nn.Module, keep_fraction: float, *, linear_ke
 
 
 def smart_ratio_masks(
-    model: nn.Module, keep_fraction: float, *, generator: torch.Generator, linear_keep_fraction: float = 0.3
+    model: nn.Module, kept_fraction: float, *, generator: torch.Generator, linear_kept_fraction: float = 0.3
 ) -> Masks:
     """Random masks with the Smart-Ratio layer counts (Su et al. 2020's "random tickets")."""
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    counts = smart_ratio_keep_counts(model, keep_fraction, linear_keep_fraction=linear_keep_fraction)
+    check_torch_generator("generator", generator)
+    counts = smart_ratio_kept_counts(model, kept_fraction, linear_kept_fraction=linear_kept_fraction)
     return _random_from_counts(_weights(model), counts, generator)
 
 
 def compute_masks(
-    model: nn.Module, method: str, keep_fraction: float, *, generator: torch.Generator | None = None
+    model: nn.Module, method: str, kept_fraction: float, *, generator: torch.Generator | None = None
 ) -> Masks:
     """Masks by name: ``global_magnitude`` (LOMP), ``layerwise_magnitude``, ``random``, ``smart_ratio``."""
     if method == "global_magnitude":
-        return global_magnitude_masks(model, keep_fraction)
+        return global_magnitude_masks(model, kept_fraction)
     if method == "layerwise_magnitude":
-        return layerwise_magnitude_masks(model, keep_fraction)
+        return layerwise_magnitude_masks(model, kept_fraction)
     if method in ("random", "smart_ratio"):
         if generator is None:
             raise ValueError(f"method={method!r} needs an explicit torch.Generator (generator=None given)")
         if method == "random":
-            return random_masks(model, keep_fraction, generator=generator)
-        return smart_ratio_masks(model, keep_fraction, generator=generator)
+            return random_masks(model, kept_fraction, generator=generator)
+        return smart_ratio_masks(model, kept_fraction, generator=generator)
     raise ValueError(f"unknown pruning method={method!r}; choose one of {', '.join(PRUNING_METHODS)}")
 
 
-def mask_keep_fraction(masks: Masks) -> float:
+def mask_kept_fraction(masks: Masks) -> float:
     """Kept fraction ``k/N`` of a mask set."""
     n = sum(m.numel() for m in masks.values())
     if n == 0:
@@ -324,17 +310,17 @@ def model_masks(model: nn.Module) -> Masks:
 # ------------------------------------------------------------------------------------------- sweeps
 @dataclass
 class SweepResult:
-    """Metrics of LOMP-pruned copies: ``metrics[key][i]`` at ``keep_fractions[i]`` (``kept[i]`` weights)."""
+    """Metrics of LOMP-pruned copies: ``metrics[key][i]`` at ``kept_fractions[i]`` (``kept_counts[i]`` weights)."""
 
-    keep_fractions: np.ndarray
-    kept: np.ndarray
+    kept_fractions: np.ndarray
+    kept_counts: np.ndarray
     n_prunable: int
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def magnitude_sweep(
     model: nn.Module,
-    keep_fractions: Sequence[float],
+    kept_fractions: Sequence[float],
     evaluate_fn: Callable[[nn.Module], float | Mapping[str, float]],
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -348,9 +334,9 @@ def magnitude_sweep(
     mapping of named numbers (e.g. ``{"train_loss": …, "test_acc": …}``); ``progress(i, total)`` is called
     after each level.
     """
-    fr = [_check_fraction(f"keep_fractions[{i}]", f) for i, f in enumerate(keep_fractions)]
+    fr = [check_fraction(f"kept_fractions[{i}]", f) for i, f in enumerate(kept_fractions)]
     if not fr:
-        raise ValueError("keep_fractions is empty")
+        raise ValueError("kept_fractions is empty")
     work = remove_masks(copy_model(model))
     ws = [(n, w) for n, w in prunable_parameters(work)]
     tensors = [w for _, w in ws]
@@ -362,7 +348,7 @@ def magnitude_sweep(
     kept, metrics = [], {}
     with torch.no_grad():
         for i, rho in enumerate(fr):
-            k = keep_count(rho, n)
+            k = kept_count(rho, n)
             flat = torch.zeros_like(dense)
             flat[order[:k]] = dense[order[:k]]
             for w, piece in zip(tensors, unflatten_like(flat, tensors)):
@@ -425,7 +411,7 @@ def iterative_magnitude_pruning(
 
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got rounds={rounds!r}")
-    p = _check_fraction("prune_fraction", prune_fraction)
+    p = check_fraction("prune_fraction", prune_fraction)
     if not (0.0 < p < 1.0):
         raise ValueError(f"prune_fraction must lie in (0, 1), got prune_fraction={prune_fraction!r}")
     if isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int) or not (0 <= rewind_epoch < config.epochs):
@@ -441,7 +427,7 @@ def iterative_magnitude_pruning(
 
     res = train(model, data, config, progress=capture)
     masks = model_masks(model)
-    history = [{"round": 0, "keep_fraction": 1.0, **{k: res.final[k] for k in ("train_loss", "test_loss", "test_acc")}}]
+    history = [{"round": 0, "kept_fraction": 1.0, **{k: res.final[k] for k in ("train_loss", "test_loss", "test_acc")}}]
     if progress is not None:
         progress(history[-1])
     for r in range(1, rounds + 1):
@@ -454,7 +440,7 @@ def iterative_magnitude_pruning(
             res = train(model, data, config, start_epoch=rewind_epoch)
         finally:
             remove_masks(model)
-        history.append({"round": r, "keep_fraction": mask_keep_fraction(masks),
+        history.append({"round": r, "kept_fraction": mask_kept_fraction(masks),
                         **{k: res.final[k] for k in ("train_loss", "test_loss", "test_acc")}})
         if progress is not None:
             progress(history[-1])

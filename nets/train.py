@@ -49,7 +49,7 @@ from torch.utils.data import Dataset
 from nets.data import ArrayDataset, DataSplit, fixed_batches, make_loader
 from nets.hessian import eval_mode
 from nets.params import prunable_parameters
-from numerics.atomic import atomic_open, atomic_write_json
+from nets.io import atomic_open, atomic_write_json
 
 __all__ = [
     "TrainConfig",

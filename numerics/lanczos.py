@@ -207,9 +207,9 @@ def _check_steps(steps: Any, n: int) -> int:
 
 def lanczos(
     op: Any,
-    n_probes: int | None = None,
-    steps: int = 32,
     *,
+    steps: int,
+    n_probes: int | None = None,
     V0: Any = None,
     reorth: str = "full",
     accumulate_dtype: torch.dtype | None = torch.float64,

@@ -1,44 +1,132 @@
-"""Stochastic Lanczos quadrature (SLQ) and the :class:`Spectrum` it returns.
+"""Stochastic Lanczos quadrature (SLQ): the :class:`SLQResult` it returns, with the :class:`Spectrum`.
 
-A :class:`Spectrum` (defined in :mod:`numerics.spectrum`, whose docstring states the quadrature; re-exported
-here) is a set of Gauss quadrature rules, one per probe, approximating the normalised spectral measure of a
-symmetric operator.
+A :class:`~theory.spectrum.Spectrum` (defined in :mod:`theory.spectrum`, whose docstring states the
+quadrature) is a set of Gauss quadrature rules, one per probe, approximating the normalised spectral measure
+of a symmetric operator.
 
-:func:`slq` builds a :class:`Spectrum` from ``n_probes`` Lanczos recurrences advanced together
-(:func:`numerics.lanczos.lanczos`); :func:`slq_deflated` computes the top-k eigenpairs exactly and runs SLQ on
-the rest, for functionals that are sharp near the outliers. Accuracy (MATH.md §3, Chen, Trogdon & Ubaru
+:func:`slq` builds one from ``n_probes`` Lanczos recurrences advanced together
+(:func:`numerics.lanczos.lanczos`) and returns it inside an :class:`SLQResult` that also carries what the run
+did (steps per probe, breakdowns, orthogonality loss, products, the operator's own cost counters and the
+Hessian-vector-product path it took); :func:`slq_deflated` computes the top-k eigenpairs exactly and runs SLQ
+on the rest, for functionals that are sharp near the outliers. Accuracy (MATH.md §3, Chen, Trogdon & Ubaru
 2021, main theorem [literature]): ``m = ⌈12/t + ½⌉`` steps and ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉`` Gaussian probes
 give ``W₁(Spectrum, μ_A) ≤ t (λ_max − λ_min)`` with probability ``1 − η``, so ``|(1/n) tr f − expect(f)| ≤ L t
-(λ_max − λ_min)`` for L-Lipschitz ``f`` (:func:`ctu_parameters`).
+(λ_max − λ_min)`` for L-Lipschitz ``f`` (:func:`theory.spectrum.ctu_parameters`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from numerics.lanczos import _check_generator
-from numerics.spectrum import Spectrum, ctu_parameters, pyhessian_sigma
+from theory.spectrum import Spectrum
+from theory.validation import check_int, check_torch_generator
 
-__all__ = ["Spectrum", "slq", "slq_deflated", "pyhessian_sigma", "ctu_parameters"]
+__all__ = ["SLQResult", "slq", "slq_deflated"]
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SLQResult:
+    """What :func:`slq` computed and what it cost.
+
+    Attributes
+    ----------
+    spectrum:
+        The quadrature rules (:class:`theory.spectrum.Spectrum`).
+    steps, n_probes:
+        The requested Lanczos steps per probe and number of probes.
+    steps_per_probe:
+        ``(n_probes,)`` the size of each recurrence's tridiagonal (smaller than ``steps`` after a breakdown).
+    breakdowns:
+        ``(n_probes,)`` bool: the recurrence found an invariant subspace (its rule is exact for its probe).
+    orthogonality_loss:
+        ``(n_probes,)`` ``max|QᵀQ − I|`` of each basis, or None when no basis was kept.
+    reorth:
+        The reorthogonalisation used (``"full"`` or ``"none"``).
+    basis_dtype:
+        dtype of the Lanczos vectors (``"torch.float64"``, ...).
+    deflated:
+        Number of eigenpairs computed exactly first (0: none); ``deflation_residuals`` their residual norms.
+    matvecs, operator_calls:
+        Operator–vector products and ``matmat`` calls of the whole run (deflation included).
+    operator_cost:
+        The operator's own cost counters accumulated during the run (``cost()`` after minus before; e.g. HVPs,
+        data passes, gradients of a :class:`nets.hessian.HessianOperator`), or None when it has none.
+    hvp_path:
+        The product path the operator reports (its ``hvp_path`` attribute, e.g. ``"cached double-backward"``),
+        or None.
+    seconds:
+        Wall time of the run.
+    """
+
+    spectrum: Spectrum
+    steps: int
+    n_probes: int
+    steps_per_probe: np.ndarray
+    breakdowns: np.ndarray
+    orthogonality_loss: np.ndarray | None
+    reorth: str
+    basis_dtype: str
+    matvecs: int
+    operator_calls: int
+    deflated: int = 0
+    deflation_residuals: np.ndarray | None = None
+    operator_cost: dict[str, int] | None = None
+    hvp_path: str | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The diagnostics as a JSON-ready dict (the spectrum itself under ``"spectrum"``)."""
+        return {
+            "spectrum": self.spectrum.to_dict(),
+            "steps": self.steps,
+            "n_probes": self.n_probes,
+            "steps_per_probe": self.steps_per_probe.tolist(),
+            "breakdowns": self.breakdowns.tolist(),
+            "orthogonality_loss": None if self.orthogonality_loss is None else self.orthogonality_loss.tolist(),
+            "reorth": self.reorth,
+            "basis_dtype": self.basis_dtype,
+            "deflated": self.deflated,
+            "deflation_residuals": None if self.deflation_residuals is None else self.deflation_residuals.tolist(),
+            "matvecs": self.matvecs,
+            "operator_calls": self.operator_calls,
+            "operator_cost": self.operator_cost,
+            "hvp_path": self.hvp_path,
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+
+def _cost(op: Any) -> dict[str, int] | None:
+    cost = getattr(op, "cost", None)
+    return dict(cost()) if callable(cost) else None
+
+
+def _cost_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    if before is None or after is None:
+        return None
+    return {k: int(after[k]) - int(before.get(k, 0)) for k in after}
+
+
 def slq(
     op: Any,
+    *,
     steps: int,
     n_probes: int,
-    *,
     generator: torch.Generator,
     probe: str = "rademacher",
     reorth: str = "full",
     accumulate_dtype: torch.dtype | None = torch.float64,
     deflate: int | None = None,
-) -> Spectrum:
+) -> SLQResult:
     """Stochastic Lanczos quadrature of a symmetric (possibly indefinite) operator.
 
     Runs ``n_probes`` Lanczos recurrences of ``steps`` steps advanced together (one ``matmat`` of
@@ -53,62 +141,59 @@ def slq(
 
     >>> from numerics.operators import DiagonalOperator
     >>> d = np.array([-2.0, -1.0, 0.5, 3.0])
-    >>> s = slq(DiagonalOperator(d), steps=4, n_probes=2, generator=torch.Generator().manual_seed(0))
-    >>> np.allclose(np.sort(s.nodes[0]), d, atol=1e-12), round(s.expect(lambda x: x**3)[0], 10)
-    (True, 4.53125)
+    >>> res = slq(DiagonalOperator(d), steps=4, n_probes=2, generator=torch.Generator().manual_seed(0))
+    >>> s = res.spectrum
+    >>> np.allclose(np.sort(s.nodes[0]), d, atol=1e-12), round(s.expect(lambda x: x**3)[0], 10), res.matvecs
+    (True, 4.53125, 8)
     """
     from numerics.lanczos import lanczos
     from numerics.operators import aslinearoperator
 
-    _check_generator(generator)
+    check_torch_generator("generator", generator)
     if deflate is not None:
-        return slq_deflated(
-            op,
-            deflate,
-            steps,
-            n_probes,
-            generator=generator,
-            probe=probe,
-            reorth=reorth,
-            accumulate_dtype=accumulate_dtype,
-        )
-    op = aslinearoperator(op)
-    res = lanczos(
-        op,
-        n_probes,
-        steps,
+        return slq_deflated(op, deflate=deflate, steps=steps, n_probes=n_probes, generator=generator, probe=probe,
+                            reorth=reorth, accumulate_dtype=accumulate_dtype)
+    t0 = time.perf_counter()
+    before = _cost(op)
+    lop = aslinearoperator(op)
+    res = lanczos(lop, n_probes=n_probes, steps=steps, reorth=reorth, accumulate_dtype=accumulate_dtype,
+                  generator=generator, probe=probe, keep_basis=reorth == "full")
+    out = SLQResult(
+        spectrum=Spectrum.from_lanczos(res),
+        steps=int(steps),
+        n_probes=res.n_probes,
+        steps_per_probe=res.steps.copy(),
+        breakdowns=res.breakdown.copy(),
+        orthogonality_loss=None if res.orthogonality_loss is None else res.orthogonality_loss.copy(),
         reorth=reorth,
-        accumulate_dtype=accumulate_dtype,
-        generator=generator,
-        probe=probe,
-        keep_basis=reorth == "full",
+        basis_dtype=str(lop.dtype if accumulate_dtype is None else accumulate_dtype),
+        matvecs=res.matvecs,
+        operator_calls=res.operator_calls,
+        operator_cost=_cost_delta(before, _cost(op)),
+        hvp_path=getattr(op, "hvp_path", None),
+        seconds=time.perf_counter() - t0,
     )
     logger.info(
         "slq: n=%d, %d probes x %d steps, %d matvecs in %d operator calls, breakdowns %d, orthogonality loss %s",
-        op.shape[0],
-        res.n_probes,
-        steps,
-        res.matvecs,
-        res.operator_calls,
-        int(res.breakdown.sum()),
-        None if res.orthogonality_loss is None else float(res.orthogonality_loss.max()),
+        lop.shape[0], out.n_probes, steps, out.matvecs, out.operator_calls, int(out.breakdowns.sum()),
+        None if out.orthogonality_loss is None else float(out.orthogonality_loss.max()),
     )
-    return Spectrum.from_lanczos(res)
+    return out
 
 
 def slq_deflated(
     op: Any,
-    k: int,
+    *,
+    deflate: int,
     steps: int,
     n_probes: int,
-    *,
     generator: torch.Generator,
     probe: str = "rademacher",
     reorth: str = "full",
     accumulate_dtype: torch.dtype | None = torch.float64,
     which: str = "LM",
     eig_tol: float | None = None,
-) -> Spectrum:
+) -> SLQResult:
     """Top-k deflated SLQ: ``k`` extreme eigenpairs computed to residual tolerance, SLQ on the rest.
 
     For functionals that are sharp relative to the spectral range (MATH.md §3 "Pitfalls"), a few outliers
@@ -129,7 +214,8 @@ def slq_deflated(
 
     >>> from numerics.operators import DiagonalOperator
     >>> d = np.concatenate([np.linspace(0.0, 1.0, 20), [50.0, -40.0]])
-    >>> s = slq_deflated(DiagonalOperator(d), 2, 20, 2, generator=torch.Generator().manual_seed(0))
+    >>> s = slq_deflated(DiagonalOperator(d), deflate=2, steps=20, n_probes=2,
+    ...                  generator=torch.Generator().manual_seed(0)).spectrum
     >>> bool(abs(s.expect(lambda x: x)[0] - d.mean()) < 1e-12), sorted(s.nodes[0, :2].round(10).tolist())
     (True, [-40.0, 50.0])
     """
@@ -137,18 +223,18 @@ def slq_deflated(
     from numerics.lanczos import draw_probes, lanczos
     from numerics.operators import LinearOperator, aslinearoperator
 
-    _check_generator(generator)
+    check_torch_generator("generator", generator)
+    t0 = time.perf_counter()
+    before = _cost(op)
+    outer = op
     op = aslinearoperator(op)
     if op.shape[0] != op.shape[1] or not op.symmetric:
         raise ValueError(f"slq_deflated needs a square operator declared symmetric, got {op!r}")
     n = op.shape[0]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
-        raise ValueError(f"deflate must be an int with 1 <= k < n = {n}, got {k!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= n - k:
-        raise ValueError(f"steps must be an int in [1, n - k = {n - k}] after deflating k = {k}, got {steps!r}")
-    if isinstance(n_probes, bool) or not isinstance(n_probes, (int, np.integer)) or n_probes < 1:
-        raise ValueError(f"n_probes must be a positive int, got {n_probes!r}")
-    top = eigs(op, int(k), which=which, generator=generator, tol=eig_tol, accumulate_dtype=accumulate_dtype)
+    k = check_int("deflate", deflate, minimum=1, maximum=n - 1)
+    steps = check_int("steps", steps, minimum=1, maximum=n - k)
+    n_probes = check_int("n_probes", n_probes, minimum=1)
+    top = eigs(op, k, which=which, generator=generator, tol=eig_tol, accumulate_dtype=accumulate_dtype)
     if not top.converged.all():
         logger.warning("slq_deflated: eigenpairs not converged (residuals %s); W1 error up to ‖R‖", top.residuals)
     U = top.eigenvectors  # (n, k), orthonormal, accumulation dtype
@@ -180,4 +266,20 @@ def slq_deflated(
         "slq_deflated: k=%d (max residual %.2e, %d matvecs) + %d probes x %d steps (%d matvecs)",
         k, float(top.residuals.max()), top.matvecs, nv, steps, res.matvecs,
     )
-    return Spectrum(nodes, weights, n)
+    return SLQResult(
+        spectrum=Spectrum(nodes, weights, n),
+        steps=steps,
+        n_probes=nv,
+        steps_per_probe=res.steps.copy(),
+        breakdowns=res.breakdown.copy(),
+        orthogonality_loss=None if res.orthogonality_loss is None else res.orthogonality_loss.copy(),
+        reorth=reorth,
+        basis_dtype=str(op.dtype if accumulate_dtype is None else accumulate_dtype),
+        matvecs=res.matvecs + int(top.matvecs),
+        operator_calls=res.operator_calls + int(getattr(top, "operator_calls", 0)),
+        deflated=k,
+        deflation_residuals=np.asarray(top.residuals, dtype=np.float64).copy(),
+        operator_cost=_cost_delta(before, _cost(outer)),
+        hvp_path=getattr(outer, "hvp_path", None),
+        seconds=time.perf_counter() - t0,
+    )

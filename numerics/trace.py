@@ -113,8 +113,8 @@ def _summary(samples: np.ndarray, offset: float, matvecs: int, method: str) -> T
 
 def hutchinson(
     op: Any,
-    n_probes: int,
     *,
+    n_probes: int,
     generator: torch.Generator,
     probe: str = "rademacher",
     block_size: int | None = None,
@@ -123,7 +123,7 @@ def hutchinson(
     ``matmat`` (default all ``N`` in one call). Products are accumulated in float64.
 
     >>> from numerics.operators import DiagonalOperator
-    >>> est = hutchinson(DiagonalOperator(np.array([1.0, -2.0, 4.0])), 4, generator=torch.Generator().manual_seed(0))
+    >>> est = hutchinson(DiagonalOperator(np.array([1.0, -2.0, 4.0])), n_probes=4, generator=torch.Generator().manual_seed(0))
     >>> est.estimate, est.stderr, est.matvecs
     (3.0, 0.0, 4)
     """
@@ -138,8 +138,8 @@ def hutchinson(
 
 def hutchpp(
     op: Any,
-    n_matvecs: int,
     *,
+    n_matvecs: int,
     generator: torch.Generator,
     probe: str = "rademacher",
 ) -> TraceEstimate:
@@ -152,7 +152,7 @@ def hutchpp(
 
     >>> from numerics.operators import DenseOperator
     >>> u = np.array([[1.0], [2.0], [2.0], [0.0]]) / 3.0
-    >>> est = hutchpp(DenseOperator(5.0 * u @ u.T), 6, generator=torch.Generator().manual_seed(0))
+    >>> est = hutchpp(DenseOperator(5.0 * u @ u.T), n_matvecs=6, generator=torch.Generator().manual_seed(0))
     >>> round(est.estimate, 10), est.matvecs
     (5.0, 6)
     """

@@ -117,7 +117,7 @@ def flat_vs_free() -> CheckResult:
     factor_half = (rho / (1 - rho)).subs(rho, sp.Rational(1, 2))
     # numerically: the flat fixed point equals the root of ½R(ρ)²s(ρ) = ε computed by theory.limits' s(ρ)
     from theory.limits import MagnitudeProfile, _apply_policy, _solve_s, pruning_limit
-    from numerics.slq import Spectrum
+    from theory.spectrum import Spectrum
 
     rng = np.random.default_rng(2)
     ev = rng.exponential(1.0, 400)
@@ -125,7 +125,7 @@ def flat_vs_free() -> CheckResult:
     e = 0.05
     res = pruning_limit(ev, w, e, method="flat")
     meas, _ = _apply_policy(Spectrum.from_eigenvalues(ev), "abs", 0.0)
-    cond = 0.5 * MagnitudeProfile(w).R2(res.rho) * _solve_s(meas, res.rho)
+    cond = 0.5 * MagnitudeProfile(w).R2(res.kept_fraction) * _solve_s(meas, res.kept_fraction)
     ok = per_atom == 0 and factor_half == 1 and abs(cond - e) < 1e-8 * e
     return CheckResult(bool(ok), f"per-atom residual {per_atom}; ½R²s at flat ρ* = {cond:.10g} (ε = {e})")
 
@@ -241,6 +241,6 @@ def sharpness_bound() -> CheckResult:
         ev = rng.exponential(rng.uniform(0.1, 3.0), 200) * (rng.uniform(size=200) < rng.uniform(0.3, 1.0))
         w = rng.laplace(size=200) * rng.uniform(0.01, 0.3)
         res = pruning_limit(ev, w, float(10 ** rng.uniform(-3, 0.5)), method="flat")
-        worst = max(worst, res.rho - res.sharpness_bound)
+        worst = max(worst, res.kept_fraction - res.sharpness_bound)
     ok = d2 == 0 and worst <= 1e-10
     return CheckResult(bool(ok), f"f'' + 4εR⁴/(λR²+2ε)³ = {d2}; max(ρ* − bound) over 20 spectra = {worst:.2e}")

@@ -38,10 +38,12 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import brentq
 
-from numerics.spectrum import Spectrum
+from theory.spectrum import Spectrum
 from theory.kinematics import a_eta
+from theory.validation import check_fraction, check_int
 
 __all__ = [
+    "kept_count",
     "PruningLimit",
     "LimitCurves",
     "MagnitudeProfile",
@@ -64,10 +66,33 @@ HESSIAN_SPACES: tuple[str, ...] = ("prunable", "all")
 #: synthetic spectra (5 % negative mass; ``bench/limits_synthetic.py``): see :func:`pruning_limit`.
 DEFAULT_NEGATIVE = "abs"
 
+# float64 unit roundoff
+_U = float(np.finfo(np.float64).eps) / 2.0
 # Root-finding tolerance on ρ (a kept *fraction*): far below any statistical error of the estimate.
 _XTOL = 1e-12
 # Number of standard errors of the SLQ estimate added to the bands (≈95 % for a Gaussian error).
 _BAND_Z = 2.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# The one kept fraction -> kept count rule
+# --------------------------------------------------------------------------------------------------------
+def kept_count(kept_fraction: float, n: int) -> int:
+    """The number of weights kept at kept fraction ``ρ`` out of ``n``: ``k = ⌈ρn⌉`` up to rounding.
+
+    The one fraction→count rule of the package (masks, sweeps, limits, results). ``ρ`` is usually a
+    decimal (0.3, 0.001) whose binary value times ``n`` lands a few ulps above an integer
+    (``0.3 · 10 = 3.0000000000000004``); the product is therefore lowered by ``8·u·ρn`` (``u`` the float64
+    unit roundoff, far above the two roundings of ``ρ`` and of the product) before the ceiling, and no more:
+    a genuine excess such as ``ρn = 3.0000004`` still keeps 4.
+
+    >>> kept_count(0.3, 10), kept_count(0.001, 3883000), kept_count(0.25, 3), kept_count(3.0000004e-7, 10**7)
+    (3, 3883, 1, 4)
+    """
+    rho = check_fraction("kept_fraction", kept_fraction)
+    n = check_int("n", n, minimum=0)
+    x = rho * n
+    return min(n, max(0, math.ceil(x - 8.0 * _U * x)))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -91,7 +116,7 @@ class MagnitudeProfile:
         self._cum = np.concatenate([[0.0], np.cumsum(sq)])
         self._j = np.arange(self.N + 1, dtype=np.float64)
         #: The kept fraction at which every non-zero weight is kept (R vanishes from there on).
-        self.rho_nonzero: float = float(np.count_nonzero(sq)) / self.N
+        self.kept_fraction_nonzero: float = float(np.count_nonzero(sq)) / self.N
 
     def R2(self, rho: Any) -> Any:
         """``R(ρ)²`` (vectorised over ρ ∈ [0, 1])."""
@@ -276,7 +301,7 @@ class LimitCurves:
     (ρ = 0, or ρ at/after the rank fraction where it is 0).
     """
 
-    rho: np.ndarray
+    kept_fraction: np.ndarray
     loss_increase: np.ndarray
     R: np.ndarray
     s: np.ndarray
@@ -290,11 +315,13 @@ class PruningLimit:
     ----------
     method:
         ``"free"`` (ours, MATH.md §2) or ``"flat"`` (the authors').
-    rho:
+    kept_fraction:
         Kept fraction ``ρ* = k/N`` (the final paper's "pruning ratio" is this kept fraction).
-    removed:
-        Removed fraction ``1 − ρ*`` (a property derived from ``rho``; what the authors' code prints).
-    rho_lower, rho_upper:
+    removed_fraction:
+        Removed fraction ``1 − ρ*`` (a property derived from ``kept_fraction``; what the authors' code prints).
+    kept_count:
+        :func:`kept_count` ``(ρ*, N)`` (a property).
+    kept_fraction_lower, kept_fraction_upper:
         **Our** bands (MATH.md §2; not the paper's statements, which were unavailable):
         ``ρ* − (1 + z·D·se)/D − a_η/√D`` and ``ρ* + z·se + a_η/√D`` with ``z = 2``, clipped to [0, 1].
     R:
@@ -327,9 +354,9 @@ class PruningLimit:
     """
 
     method: str
-    rho: float
-    rho_lower: float
-    rho_upper: float
+    kept_fraction: float
+    kept_fraction_lower: float
+    kept_fraction_upper: float
     R: float
     s: float
     predicted_increase: float
@@ -349,24 +376,14 @@ class PruningLimit:
     converged: bool = True
 
     @property
-    def kept_fraction(self) -> float:
-        """``ρ*``, the fraction of the N prunable weights kept (the final paper's "pruning ratio")."""
-        return self.rho
-
-    @property
-    def removed(self) -> float:
-        """``1 − ρ*``, the fraction removed (what the authors' code prints as the pruning ratio)."""
-        return 1.0 - self.rho
-
-    @property
     def removed_fraction(self) -> float:
-        """Alias of :attr:`removed`."""
-        return self.removed
+        """``1 − ρ*``, the fraction removed (what the authors' code prints as the pruning ratio)."""
+        return 1.0 - self.kept_fraction
 
     @property
     def kept_count(self) -> int:
-        """``⌈ρ* N⌉`` weights kept."""
-        return int(math.ceil(self.rho * self.N - 1e-9))
+        """The number of weights kept at ``ρ*``: :func:`kept_count` ``(ρ*, N)``."""
+        return kept_count(self.kept_fraction, self.N)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -436,7 +453,7 @@ def pruning_limit(
     flat and ``se(ρ*) = se(g)/(s E[λ/(λ+s)²]) / |d log Δ/dρ|`` for free (derivatives in ρ by central
     differences of the pooled functions).
 
-    >>> round(pruning_limit([2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0], eps=1.0).rho, 6)  # ½·4(1−ρ)·2 = 1
+    >>> round(pruning_limit([2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0], eps=1.0).kept_fraction, 6)  # ½·4(1−ρ)·2 = 1
     0.75
     """
     # ---- validation -----------------------------------------------------------------------------------
@@ -484,7 +501,7 @@ def pruning_limit(
             m, _ = _free_m(meas, rho)
             return 0.5 * profile.R2(rho) * m - eps
 
-        rho_hi = min(rank, profile.rho_nonzero)
+        rho_hi = min(rank, profile.kept_fraction_nonzero)
         if excess(0.0) <= 0.0:
             rho_star = 0.0
         else:
@@ -535,9 +552,9 @@ def pruning_limit(
     logger.debug("pruning_limit %s: rho*=%.6f (iterations %d)", method, rho_star, iterations)
     return PruningLimit(
         method=method,
-        rho=float(rho_star),
-        rho_lower=rho_lower,
-        rho_upper=rho_upper,
+        kept_fraction=float(rho_star),
+        kept_fraction_lower=rho_lower,
+        kept_fraction_upper=rho_upper,
         R=R_star,
         s=float(s_star),
         predicted_increase=float(predicted),
@@ -593,7 +610,7 @@ def _delta_stderr(
         val = 0.5 * profile.R2(r) * m
         return math.log(val) if val > 0 else -math.inf
 
-    hi = min(hi, meas.rank_fraction - 1e-12, profile.rho_nonzero - 1e-12)
+    hi = min(hi, meas.rank_fraction - 1e-12, profile.kept_fraction_nonzero - 1e-12)
     if hi <= lo:
         return math.inf
     dlogD = (logD(hi) - logD(lo)) / (hi - lo)
@@ -615,7 +632,7 @@ def _curves(meas: _Measure, profile: MagnitudeProfile, eps: float, method: str, 
             loss[i] = 0.5 * R2[i] * m
         else:
             loss[i] = 0.5 * R2[i] * si if math.isfinite(si) else np.nan
-    return LimitCurves(rho=rho, loss_increase=loss, R=np.sqrt(R2), s=s)
+    return LimitCurves(kept_fraction=rho, loss_increase=loss, R=np.sqrt(R2), s=s)
 
 
 def magnitude_scaling(
@@ -647,8 +664,8 @@ def magnitude_scaling(
 class AuthorsRatio:
     """Result of :func:`authors_pruning_ratio`: the removed fraction their code prints, and what it used."""
 
-    removed: float
-    kept: float
+    removed_fraction: float
+    kept_fraction: float
     index: int
     R_used: np.ndarray
     predicted_removed: np.ndarray
@@ -684,7 +701,10 @@ def authors_pruning_ratio(
     3. ``gw(R) = Σ p · r²/(R² + r²) / Σ p`` with ``r² = 2ε/|λ|`` (written here in the algebraically equal
        form ``2ε/(2ε + |λ|R²)`` so that a grid point at 0 does not divide by zero).
     4. *Sweep*: for removed fractions ``i/sweep``, ``R_i`` is the distance moved by removing the
-       ``⌊i N/sweep⌋`` smallest magnitudes (our reading of their global magnitude pruning);
+       ``max(1, ⌈(i/sweep)·N⌉)`` smallest magnitudes — their ``get_sparse_model`` (``utils.py``) prunes
+       ``np.ceil(sparsity_rate * N)`` weights and at least one, in the same float64 arithmetic reproduced
+       here (so level 0 already removes one weight; with ``⌊·⌋`` instead the answer was one sweep step off in
+       4 of 12 cases compared side by side with their ``gaussian_width.py``);
        ``round_R=True`` rounds it to an integer and reads ``gw`` at that integer (their ``gw_list[R]``).
        The answer is the ``i`` minimising ``|gw(R_i) − i/sweep|``, i.e. the removed fraction ``i/sweep``.
 
@@ -737,7 +757,7 @@ def authors_pruning_ratio(
     profile = MagnitudeProfile(w)
     N, cum = profile.N, profile._cum  # cum[j] = sum of the j smallest squared magnitudes
     removed = np.arange(sweep) / sweep
-    n_removed = np.floor(removed * N + 1e-9).astype(int)
+    n_removed = np.maximum(1, np.ceil(removed * float(N))).astype(int)  # the authors' count, at least 1
     R = np.sqrt(cum[n_removed])
     if round_R:
         R_int = np.round(R).astype(int)
@@ -749,8 +769,8 @@ def authors_pruning_ratio(
         R_used = R
     idx = int(np.argmin(np.abs(pred - removed)))
     return AuthorsRatio(
-        removed=float(removed[idx]),
-        kept=float(1.0 - removed[idx]),
+        removed_fraction=float(removed[idx]),
+        kept_fraction=float(1.0 - removed[idx]),
         index=idx,
         R_used=R_used,
         predicted_removed=pred,

@@ -47,7 +47,7 @@ class MagnitudeCurve:
     coordinates by decreasing ``|w*|`` (``T_k = order[:k]``).
     """
 
-    k: np.ndarray
+    kept_count: np.ndarray
     compensated: np.ndarray
     uncompensated: np.ndarray
     order: np.ndarray
@@ -75,15 +75,16 @@ class MagnitudeCurve:
 class ExactThreshold:
     """The exact pruning threshold for magnitude supports.
 
-    ``k`` kept weights (``rho = k/N``), ``delta`` ``= Δ(T_k)``, ``evaluations`` the number of Schur
-    complements (``"bisect"``) or 1 factorisation (``"ldl"``), ``method`` which path computed it.
+    ``kept_count`` weights kept (``kept_fraction = kept_count/N``), ``delta`` ``= Δ(T_k)``, ``evaluations``
+    the number of Schur complements (``"bisect"``) or 1 factorisation (``"ldl"``), ``solver`` which path
+    computed it, ``monotone`` whether ``Δ(T_k)`` was non-increasing in ``k``.
     """
 
-    k: int
-    rho: float
+    kept_count: int
+    kept_fraction: float
     delta: float
     evaluations: int
-    method: str
+    solver: str
     monotone: bool
 
 
@@ -217,30 +218,30 @@ class QuadraticModel:
         w[T] += d_T
         return w
 
-    def compensated_increase(self, kept: Any, *, method: str = "schur") -> float:
+    def compensated_increase(self, kept: Any, *, solver: str = "schur") -> float:
         """Least loss increase after optimal compensation, ``Δ(T) = ½ c_Pᵀ S c_P``.
 
-        ``method="schur"``: ``½ c_Pᵀ S c_P`` with :meth:`schur_complement` ``S`` (robust to singular
-        ``H``). ``method="inverse"``: ``½ c_Pᵀ [(H⁻¹)_PP]⁻¹ c_P`` (``H`` must be invertible).
+        ``solver="schur"``: ``½ c_Pᵀ S c_P`` with :meth:`schur_complement` ``S`` (robust to singular
+        ``H``). ``solver="inverse"``: ``½ c_Pᵀ [(H⁻¹)_PP]⁻¹ c_P`` (``H`` must be invertible).
         """
         T = self._kept_mask(kept)
         P = ~T
         c_P = self.w_star[P]
         if c_P.size == 0:
             return 0.0
-        if method == "schur":
+        if solver == "schur":
             return float(0.5 * (c_P @ self.schur_complement(T) @ c_P))
-        if method == "inverse":
+        if solver == "inverse":
             lam, V = self.eigh
             if np.min(np.abs(lam)) <= self._tol():
                 raise ValueError(
-                    f"H is singular (min |λ| = {np.min(np.abs(lam))!r}); use method='schur'"
+                    f"H is singular (min |λ| = {np.min(np.abs(lam))!r}); use solver='schur'"
                 )
             VP = V[P]
             G_PP = (VP / lam[None, :]) @ VP.T
             x = np.linalg.solve(G_PP, c_P)
             return float(0.5 * c_P @ x)
-        raise ValueError(f"method must be 'schur' or 'inverse', got {method!r}")
+        raise ValueError(f"solver must be 'schur' or 'inverse', got solver={solver!r}")
 
     # -- every magnitude support at once ----------------------------------------------------------------
     def magnitude_curve(self) -> MagnitudeCurve:
@@ -262,11 +263,11 @@ class QuadraticModel:
             self._curve = MagnitudeCurve(np.arange(self.N + 1), comp, unc, o.copy())
         return self._curve
 
-    def magnitude_threshold(self, eps: float, *, method: str = "ldl") -> ExactThreshold:
+    def magnitude_threshold(self, eps: float, *, solver: str = "ldl") -> ExactThreshold:
         """The exact threshold for global magnitude pruning at tolerance ``ε``.
 
-        ``method="ldl"`` (default): every ``k`` from one factorisation; the least ``k`` with
-        ``Δ(T_k') ≤ ε`` for all ``k' ≥ k``. ``method="bisect"`` (reference path): bisection on ``k`` for
+        ``solver="ldl"`` (default): every ``k`` from one factorisation; the least ``k`` with
+        ``Δ(T_k') ≤ ε`` for all ``k' ≥ k``. ``solver="bisect"`` (reference path): bisection on ``k`` for
         the least ``k`` with ``Δ(T_k) ≤ ε``, each ``Δ`` a Schur complement — valid when ``Δ`` is monotone
         (PSD ``H``).
         """
@@ -274,12 +275,12 @@ class QuadraticModel:
             math.isfinite(eps) and eps > 0
         ):
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-        if method == "ldl":
+        if solver == "ldl":
             curve = self.magnitude_curve()
             k = curve.threshold(float(eps))
             monotone = bool(np.all(np.diff(curve.compensated) <= 1e-9 * max(curve.compensated[0], 1e-300)))
             return ExactThreshold(k, k / self.N, float(curve.compensated[k]), 1, "ldl", monotone)
-        if method == "bisect":
+        if solver == "bisect":
             delta = lambda k: self.compensated_increase(self.magnitude_support(k))  # noqa: E731
             evals = 1
             d0 = delta(0)
@@ -296,7 +297,7 @@ class QuadraticModel:
                 else:
                     lo = mid
             return ExactThreshold(hi, hi / self.N, d_hi, evals, "bisect", True)
-        raise ValueError(f"method must be 'ldl' or 'bisect', got {method!r}")
+        raise ValueError(f"solver must be 'ldl' or 'bisect', got solver={solver!r}")
 
     # -- the cone over the sublevel ellipsoid ------------------------------------------------------------
     def _cone_setup(self, kept: Any, eps: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -340,16 +341,16 @@ class QuadraticModel:
         n_samples: int,
         rng: np.random.Generator,
         *,
-        method: str = "mc",
+        solver: str = "mc",
     ) -> tuple[float, float]:
         """``δ(K)`` for ``K = cone(S(ε) − w^T)`` and its Monte Carlo standard error.
 
-        ``method="mc"``: exact projection onto the elliptic cone in the rotated basis
+        ``solver="mc"``: exact projection onto the elliptic cone in the rotated basis
         (:class:`theory.cones.EllipticCone`, :func:`theory.statdim.statistical_dimension_mc`).
-        ``method="cvxpy"``: projection of each sample by a conic program (small ``N`` only; cross-check).
+        ``solver="cvxpy"``: projection of each sample by a conic program (small ``N`` only; cross-check).
         ``(N, 0)`` when the pruned point is already feasible (``K = R^N``).
         """
-        if method == "mc":
+        if solver == "mc":
             basis = self.cone_basis(kept, eps)
             if basis is None:
                 return float(self.N), 0.0
@@ -358,7 +359,7 @@ class QuadraticModel:
 
             res = statistical_dimension_mc(EllipticCone(basis[0]), n_samples, rng)
             return float(res.mean), float(res.stderr)
-        if method == "cvxpy":
+        if solver == "cvxpy":
             if self._cone_setup(kept, eps)[2] <= 1.0:  # the pruned point is feasible: K = R^N
                 return float(self.N), 0.0
             if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
@@ -370,7 +371,7 @@ class QuadraticModel:
                 lambda g: np.array([np.sum(project(row) ** 2) for row in g]), self.N, int(n_samples), _check_rng(rng)
             )
             return float(res.mean), float(res.stderr)
-        raise ValueError(f"method must be 'mc' or 'cvxpy', got {method!r}")
+        raise ValueError(f"solver must be 'mc' or 'cvxpy', got solver={solver!r}")
 
     def cone_projection(self, kept: Any, eps: float, x: Any) -> np.ndarray:
         """Exact projection of ``x`` onto ``K`` (rotate, project onto the elliptic cone, rotate back)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from numerics.atomic import atomic_write_json
+from nets.io import atomic_write_json
 
 __all__ = ["add_arguments", "run", "standard_cones", "compute_table"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nets.cli._shared import add_threads_argument, nonneg_float, positive, run_with_threads
-from numerics.atomic import atomic_open, atomic_write_json, jsonable
+from nets.io import atomic_open, atomic_write_json, jsonable
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nets.cli._shared import add_threads_argument, fraction, positive, run_with_threads
-from numerics.atomic import atomic_open
+from nets.io import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +202,8 @@ def format_table(result: Any, train_info: dict[str, Any] | None = None) -> str:
     for meth in ("free", "flat"):
         lim = r.predicted[meth]
         tag = labels[meth] + (" *" if meth == r.method else "")
-        band = f"[{lim.rho_lower:.4f}, {lim.rho_upper:.4f}]"
-        lines.append(f"{tag:44s} {lim.rho:8.4f} {lim.removed:8.4f}  {band:17s} "
+        band = f"[{lim.kept_fraction_lower:.4f}, {lim.kept_fraction_upper:.4f}]"
+        lines.append(f"{tag:44s} {lim.kept_fraction:8.4f} {lim.removed_fraction:8.4f}  {band:17s} "
                      f"{_fmt(gaps[meth]['train_loss'], '+.4f'):>11s} {_fmt(gaps[meth]['test_accuracy'], '+.4f'):>10s}")
     a = r.actual
     rows = [
@@ -217,7 +217,7 @@ def format_table(result: Any, train_info: dict[str, Any] | None = None) -> str:
         rows.append((f"exact quadratic threshold{surrogate}, compensated", q.kept_fraction_compensated))
         rows.append(("quadratic model, uncompensated (LOMP)", q.kept_fraction_uncompensated))
         for meth in ("free", "flat"):
-            rows.append((f"{meth} from exact eigenvalues", q.predicted_exact_spectrum[meth].rho))
+            rows.append((f"{meth} from exact eigenvalues", q.predicted_exact_spectrum[meth].kept_fraction))
     for label, val in rows:
         removed = None if val is None else 1.0 - val
         note = "" if val is not None else "  (no level qualifies)"
@@ -269,9 +269,9 @@ def plot_limit(result: Any, path: Path) -> Path:
     free, flat = r.predicted["free"], r.predicted["flat"]
     for i, ax in enumerate((ax1, ax2)):
         lab = (lambda text: text) if i == 0 else (lambda text: None)  # limit lines labelled once (top legend)
-        ax.axvspan(free.rho_lower, free.rho_upper, color="C3", alpha=0.10, lw=0)
-        ax.axvline(free.rho, color="C3", lw=1.8, label=lab(f"predicted, free (ours): {free.rho:.3f}"))
-        ax.axvline(flat.rho, color="C1", lw=1.5, ls="--", label=lab(f"predicted, flat (authors'): {flat.rho:.3f}"))
+        ax.axvspan(free.kept_fraction_lower, free.kept_fraction_upper, color="C3", alpha=0.10, lw=0)
+        ax.axvline(free.kept_fraction, color="C3", lw=1.8, label=lab(f"predicted, free (ours): {free.kept_fraction:.3f}"))
+        ax.axvline(flat.kept_fraction, color="C1", lw=1.5, ls="--", label=lab(f"predicted, flat (authors'): {flat.kept_fraction:.3f}"))
         al = r.actual["train_loss"].kept_fraction
         if al is not None:
             ax.axvline(al, color="C0", lw=1.2, ls=":", label=lab(f"actual (loss criterion): {al:.3f}"))
@@ -359,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from nets.limit import default_keep_fractions, estimate_pruning_limit
+    from nets.limit import default_kept_fractions, estimate_pruning_limit
 
     prepared = prepare_or_report(args)
     if prepared is None:
@@ -371,7 +371,7 @@ def _run(args: argparse.Namespace) -> int:
             model, data, generator=torch.Generator().manual_seed(args.seed), eps=args.eps, method=args.method,
             slq_steps=args.slq_steps, slq_probes=args.slq_probes, deflate=args.deflate,
             hessian_batch_size=args.hessian_batch_size, hessian_samples=args.hessian_samples,
-            keep_fractions=default_keep_fractions(args.sweep_step), accuracy_tolerance=args.accuracy_tolerance,
+            kept_fractions=default_kept_fractions(args.sweep_step), accuracy_tolerance=args.accuracy_tolerance,
             exact_quadratic={"auto": None, "on": True, "off": False}[args.exact], device=args.device,
             progress=bars)
     except ValueError as exc:

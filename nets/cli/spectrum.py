@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from nets.limit import hessian_batches, hessian_spectrum, summarize_spectrum
-    from numerics.atomic import atomic_write_json, jsonable
+    from nets.io import atomic_write_json, jsonable, save_spectrum
 
     prepared = prepare_or_report(args)
     if prepared is None:
@@ -58,8 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         bars.close()
     seconds = time.perf_counter() - t0
     summary = summarize_spectrum(spec)
-    spec.save(args.out / "spectrum.json")
-    spec.save(args.out / "spectrum.npz")
+    save_spectrum(spec, args.out / "spectrum.json")
+    save_spectrum(spec, args.out / "spectrum.npz")
     record = {"format": "prunelimit.SpectrumSummary/1", "summary": dataclasses.asdict(summary), "cost": cost,
               "seconds": {"train" if info.get("source") == "trained" else "load": info["seconds"],
                           "spectrum": seconds},

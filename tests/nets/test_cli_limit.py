@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from nets.cli import main
-from numerics.slq import Spectrum
+from nets.io import load_spectrum
+from theory.spectrum import Spectrum
 
 TINY = ["--hidden", "8", "--epochs", "10", "--slq-steps", "20", "--slq-probes", "2", "--no-progress"]
 
@@ -75,8 +76,8 @@ def test_spectrum_cli(limit_run, tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "extreme Ritz values" in text and "negative mass" in text and "trace estimate" in text
-    spec = Spectrum.load(tmp_path / "spectrum.json")
-    spec_npz = Spectrum.load(tmp_path / "spectrum.npz")
+    spec = load_spectrum(tmp_path / "spectrum.json")
+    spec_npz = load_spectrum(tmp_path / "spectrum.npz")
     assert spec.dim == 592 and spec.n_probes == 2
     assert (spec.nodes == spec_npz.nodes).all()
     summary = json.loads((tmp_path / "spectrum_summary.json").read_text())

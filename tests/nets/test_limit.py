@@ -15,7 +15,7 @@ from nets.limit import (
     ActualLimit,
     LimitResult,
     actual_limit,
-    default_keep_fractions,
+    default_kept_fractions,
     dense_loss_std,
     estimate_pruning_limit,
     load_state_dict,
@@ -25,7 +25,7 @@ from nets.limit import (
 from nets.models import build_model
 from nets.params import prunable_parameters
 from nets.train import TrainConfig, train
-from numerics.slq import Spectrum
+from theory.spectrum import Spectrum
 
 GRID = np.round(np.linspace(0.0, 1.0, 41), 12)  # kept fractions on a 0.025 grid
 
@@ -46,13 +46,13 @@ def trained(digits):
 @pytest.fixture(scope="module")
 def result(trained, digits) -> LimitResult:
     return estimate_pruning_limit(trained, digits, generator=torch.Generator().manual_seed(1), slq_steps=40,
-                                  slq_probes=3, keep_fractions=GRID)
+                                  slq_probes=3, kept_fractions=GRID)
 
 
 def test_predicted_and_actual_limits_finite_in_unit_interval(result):
     for m in ("free", "flat"):
         lim = result.predicted[m]
-        assert 0.0 <= lim.rho_lower <= lim.rho <= lim.rho_upper <= 1.0
+        assert 0.0 <= lim.kept_fraction_lower <= lim.kept_fraction <= lim.kept_fraction_upper <= 1.0
         assert math.isfinite(lim.stderr)  # 3 probes: a finite SLQ standard error
     assert result.primary is result.predicted["free"]
     for name in ("train_loss", "test_accuracy"):
@@ -67,7 +67,7 @@ def test_predicted_and_actual_limits_finite_in_unit_interval(result):
     # check the definitions' outputs are consistent kept counts
     assert q.kept_count_compensated == round(q.kept_fraction_compensated * 592)
     gaps = result.gaps()
-    assert gaps["free"]["train_loss"] == pytest.approx(result.predicted["free"].rho - result.actual["train_loss"].kept_fraction)
+    assert gaps["free"]["train_loss"] == pytest.approx(result.predicted["free"].kept_fraction - result.actual["train_loss"].kept_fraction)
 
 
 def test_sweep_matches_an_independent_magnitude_pruning(result, trained, digits):
@@ -129,8 +129,8 @@ def test_quadratic_comparison_against_its_definitions(result, trained, digits):
     H = torch.func.hessian(loss)(w).numpy()
     ref_lam, V = np.linalg.eigh(0.5 * (H + H.T))
     np.testing.assert_allclose(lam, ref_lam, atol=1e-10 * np.abs(ref_lam).max())
-    ref = QuadraticModel((V * np.abs(ref_lam)) @ V.T, w.numpy()).magnitude_threshold(result.eps.eps, method="bisect")
-    assert q.kept_count_compensated == ref.k
+    ref = QuadraticModel((V * np.abs(ref_lam)) @ V.T, w.numpy()).magnitude_threshold(result.eps.eps, solver="bisect")
+    assert q.kept_count_compensated == ref.kept_count
     tol = 1000 * 592 * np.finfo(float).eps * np.abs(lam).max()  # ≥ max|H|·eps·1000N / 592: a loose cut-off check
     assert q.eigenvalue_min == lam[0] and np.mean(lam < -tol) - 0.01 <= q.negative_fraction <= np.mean(lam < 0)
     # the SLQ spectrum is close to the exact one: W1 far below the spectral range (CTU bound with m = 40)
@@ -143,7 +143,7 @@ def test_quadratic_comparison_against_its_definitions(result, trained, digits):
     for m in ("free", "flat"):
         ex, est = q.predicted_exact_spectrum[m], result.predicted[m]
         assert ex.stderr == 0.0
-        assert abs(ex.rho - est.rho) <= 4 * est.stderr + 0.02
+        assert abs(ex.kept_fraction - est.kept_fraction) <= 4 * est.stderr + 0.02
 
 
 def test_json_schema_and_atomic_save(result, tmp_path):
@@ -175,7 +175,7 @@ def test_callers_model_unchanged(digits):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calls = []
     estimate_pruning_limit(model, digits, generator=torch.Generator().manual_seed(0), slq_steps=5, slq_probes=2,
-                           keep_fractions=[0.0, 0.5, 1.0], progress=lambda s, i, n: calls.append((s, i, n)))
+                           kept_fractions=[0.0, 0.5, 1.0], progress=lambda s, i, n: calls.append((s, i, n)))
     assert model.training
     assert not model.net[1].weight.requires_grad and model.net[3].weight.requires_grad
     assert torch.equal(model.net[3].weight.grad, torch.ones_like(model.net[3].weight))
@@ -189,7 +189,7 @@ def test_callers_model_unchanged(digits):
 
 def test_no_level_qualifies_is_handled(trained, digits):
     r = estimate_pruning_limit(trained, digits, generator=torch.Generator().manual_seed(0), eps=1e-6, slq_steps=5,
-                               slq_probes=2, keep_fractions=[0.0, 0.01], exact_quadratic=False,
+                               slq_probes=2, kept_fractions=[0.0, 0.01], exact_quadratic=False,
                                hessian_samples=300)
     for a in r.actual.values():
         assert a.kept_fraction is None and a.kept_count is None and a.removed_fraction is None
@@ -210,9 +210,9 @@ def test_actual_limit_definitions():
     assert isinstance(b, ActualLimit)
     with pytest.raises(ValueError, match="equal length"):
         actual_limit([0.0, 1.0], [True])
-    np.testing.assert_allclose(default_keep_fractions(0.001)[[0, 1, -1]], [0.0, 0.001, 1.0])
+    np.testing.assert_allclose(default_kept_fractions(0.001)[[0, 1, -1]], [0.0, 0.001, 1.0])
     with pytest.raises(ValueError, match="step must divide 1"):
-        default_keep_fractions(0.3)
+        default_kept_fractions(0.3)
 
 
 def test_summarize_spectrum_exact():
@@ -235,8 +235,8 @@ def test_summarize_spectrum_exact():
         ({"eps": True}, TypeError, "eps must be a real number or None, got bool"),
         ({"slq_steps": 0}, ValueError, "slq_steps must be an int >= 1, got slq_steps=0"),
         ({"slq_probes": 1.5}, ValueError, "slq_probes must be an int >= 1, got slq_probes=1.5"),
-        ({"keep_fractions": [0.5, 1.2]}, ValueError, r"keep_fractions must lie in \[0, 1\]"),
-        ({"keep_fractions": []}, ValueError, "keep_fractions must be non-empty"),
+        ({"kept_fractions": [0.5, 1.2]}, ValueError, r"kept_fractions must lie in \[0, 1\]"),
+        ({"kept_fractions": []}, ValueError, "kept_fractions must be non-empty"),
         ({"accuracy_tolerance": 2}, ValueError, "accuracy_tolerance must be a number in \\[0, 1\\], got accuracy_tolerance=2"),
         ({"exact_quadratic": "yes"}, TypeError, "exact_quadratic must be None, True or False, got 'yes'"),
         ({"negative": "fold"}, ValueError, "negative must be one of .*'fold'"),
@@ -290,7 +290,7 @@ def test_masked_model_is_pruned_on_the_copy_only(trained, digits):
     model = copy.deepcopy(trained)
     apply_masks(model, global_magnitude_masks(model, 0.5))
     r = estimate_pruning_limit(model, digits, generator=torch.Generator().manual_seed(0), slq_steps=5, slq_probes=2,
-                               keep_fractions=[0.5, 1.0], exact_quadratic=False)
+                               kept_fractions=[0.5, 1.0], exact_quadratic=False)
     assert hasattr(model.net[1], "weight_orig") and hasattr(model.net[1], "weight_mask")  # caller unchanged
     assert r.model["n_prunable"] == 592
     # the copy holds exactly the masked weights: keeping 50 % by magnitude changes nothing

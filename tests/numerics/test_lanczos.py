@@ -60,7 +60,7 @@ def test_m_equals_n_recovers_spectrum(kind: str) -> None:
     else:
         ks = rotated_diagonal(np.concatenate([-np.geomspace(1e-3, 2, n // 2), np.geomspace(1e-3, 7, n // 2)]), rng)
         lam, op = ks.eigenvalues, ks.operator()
-    res = lanczos(op, 3, n, generator=gen(0))
+    res = lanczos(op, n_probes=3, steps=n, generator=gen(0))
     nodes, weights = res.quadrature()
     for l in range(3):
         assert res.steps[l] == n
@@ -103,7 +103,7 @@ def test_quadrature_exact_for_polynomials_below_2m() -> None:
 
 def test_breakdown_on_repeated_eigenvalues() -> None:
     d = np.repeat(np.arange(5.0) - 2.0, 4)  # 5 distinct eigenvalues, multiplicity 4: Krylov dim 5
-    res = lanczos(DiagonalOperator(d), 3, 20, generator=gen(1))
+    res = lanczos(DiagonalOperator(d), n_probes=3, steps=20, generator=gen(1))
     assert res.breakdown.all() and (res.steps == 5).all()
     assert res.operator_calls == 5 and res.matvecs == 15
     nodes, weights = res.quadrature()
@@ -146,13 +146,13 @@ def test_batched_equals_per_probe() -> None:
 def test_same_generator_same_output_and_probe_laws() -> None:
     op = goe(50, np.random.default_rng(5)).operator()
     for probe in ("rademacher", "gaussian"):
-        r1 = lanczos(op, 3, 10, generator=gen(11), probe=probe)
-        r2 = lanczos(op, 3, 10, generator=gen(11), probe=probe)
+        r1 = lanczos(op, n_probes=3, steps=10, generator=gen(11), probe=probe)
+        r2 = lanczos(op, n_probes=3, steps=10, generator=gen(11), probe=probe)
         np.testing.assert_array_equal(r1.alphas, r2.alphas)
         np.testing.assert_array_equal(r1.betas, r2.betas)
     Z = draw_probes(1000, 2, generator=gen(0), probe="rademacher")
     assert set(np.unique(Z.numpy())) == {-1.0, 1.0}
-    r3 = lanczos(op, 3, 10, generator=gen(12))
+    r3 = lanczos(op, n_probes=3, steps=10, generator=gen(12))
     assert not np.array_equal(r1.alphas, r3.alphas)
 
 
@@ -160,11 +160,11 @@ def test_no_reorth_loses_orthogonality_full_does_not() -> None:
     # a spiked spectrum: the outlier converges fast and plain Lanczos loses orthogonality (Paige 1976)
     lam = np.concatenate([np.linspace(0, 1, 199), [30.0]])
     op = DiagonalOperator(lam)
-    full = lanczos(op, 2, 80, generator=gen(0))
-    none = lanczos(op, 2, 80, generator=gen(0), reorth="none")
+    full = lanczos(op, n_probes=2, steps=80, generator=gen(0))
+    none = lanczos(op, n_probes=2, steps=80, generator=gen(0), reorth="none")
     assert (full.orthogonality_loss < 100 * 80 * EPS).all()
     assert (none.orthogonality_loss > 1e-3).all()
-    lean = lanczos(op, 2, 80, generator=gen(0), reorth="none", keep_basis=False)
+    lean = lanczos(op, n_probes=2, steps=80, generator=gen(0), reorth="none", keep_basis=False)
     assert lean.orthogonality_loss is None and lean.basis is None
     np.testing.assert_allclose(lean.alphas, none.alphas, atol=1e-12)
 
@@ -172,12 +172,12 @@ def test_no_reorth_loses_orthogonality_full_does_not() -> None:
 def test_float32_operator_with_float64_accumulation() -> None:
     ks = path_laplacian(64)
     op32 = ks.operator(dtype=torch.float32)
-    res = lanczos(op32, 2, 64, generator=gen(0))
+    res = lanczos(op32, n_probes=2, steps=64, generator=gen(0))
     assert res.basis.dtype == torch.float64
     nodes, _ = res.quadrature()
     # the operator rounds to float32: Ritz values are exact for a matrix within ~√n·eps32·‖A‖ of A
     np.testing.assert_allclose(np.sort(nodes[0]), ks.eigenvalues, atol=50 * np.finfo(np.float32).eps * 4)
-    res32 = lanczos(op32, 2, 10, generator=gen(0), accumulate_dtype=None)
+    res32 = lanczos(op32, n_probes=2, steps=10, generator=gen(0), accumulate_dtype=None)
     assert res32.basis.dtype == torch.float32
 
 
@@ -199,25 +199,25 @@ class _NaNAfter(LinearOperator):
 def test_error_inputs() -> None:
     sym = DiagonalOperator(np.arange(1.0, 6.0))
     cases = [
-        (lambda: lanczos(DenseOperator(np.ones((3, 4))), 1, 2, generator=gen(0)), ValueError,
+        (lambda: lanczos(DenseOperator(np.ones((3, 4))), n_probes=1, steps=2, generator=gen(0)), ValueError,
          r"Lanczos needs a square operator, got shape \(3, 4\)"),
-        (lambda: lanczos(DenseOperator(np.triu(np.ones((3, 3)))), 1, 2, generator=gen(0)), ValueError,
+        (lambda: lanczos(DenseOperator(np.triu(np.ones((3, 3)))), n_probes=1, steps=2, generator=gen(0)), ValueError,
          "Lanczos needs an operator declared symmetric"),
-        (lambda: lanczos(sym, 1, 6, generator=gen(0)), ValueError, r"steps must be <= n = 5 .*got 6"),
-        (lambda: lanczos(sym, 1, 0, generator=gen(0)), ValueError, "steps must be >= 1, got 0"),
-        (lambda: lanczos(sym, 1, 2.0, generator=gen(0)), TypeError, "steps must be an int, got float"),
-        (lambda: lanczos(sym, 1, 2, generator=gen(0), reorth="partial"), ValueError, "reorth must be one of"),
-        (lambda: lanczos(sym, 1, 2, generator=gen(0), probe="uniform"), ValueError, "probe must be one of"),
-        (lambda: lanczos(sym, 0, 2, generator=gen(0)), ValueError, "n_probes must be a positive int, got 0"),
+        (lambda: lanczos(sym, n_probes=1, steps=6, generator=gen(0)), ValueError, r"steps must be <= n = 5 .*got 6"),
+        (lambda: lanczos(sym, n_probes=1, steps=0, generator=gen(0)), ValueError, "steps must be >= 1, got 0"),
+        (lambda: lanczos(sym, n_probes=1, steps=2.0, generator=gen(0)), TypeError, "steps must be an int, got float"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), reorth="partial"), ValueError, "reorth must be one of"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), probe="uniform"), ValueError, "probe must be one of"),
+        (lambda: lanczos(sym, n_probes=0, steps=2, generator=gen(0)), ValueError, "n_probes must be a positive int, got 0"),
         (lambda: lanczos(sym, steps=2), ValueError, "give n_probes"),
-        (lambda: lanczos(sym, 1, 2, V0=np.ones((5, 1))), ValueError, "give either n_probes or V0, not both"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, V0=np.ones((5, 1))), ValueError, "give either n_probes or V0, not both"),
         (lambda: lanczos(sym, V0=np.ones((4, 1)), steps=2), ValueError, r"V0 must have shape \(5, k\)"),
         (lambda: lanczos(sym, V0=np.zeros((5, 2)), steps=2), ValueError, r"columns \[0, 1\] are zero"),
         (lambda: lanczos(sym, V0=np.full((5, 1), np.inf), steps=2), ValueError, "V0 must be finite"),
-        (lambda: lanczos(sym, 1, 2, generator=gen(0), keep_basis=False), ValueError, "reorth='full' needs the basis"),
-        (lambda: lanczos(sym, 1, 2, generator=np.random.default_rng(0)), TypeError,
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), keep_basis=False), ValueError, "reorth='full' needs the basis"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=np.random.default_rng(0)), TypeError,
          "generator must be a torch.Generator or None, got Generator"),
-        (lambda: lanczos(_NaNAfter(8, 3), 2, 6, generator=gen(0)), ValueError,
+        (lambda: lanczos(_NaNAfter(8, 3), n_probes=2, steps=6, generator=gen(0)), ValueError,
          r"operator product at Lanczos step 3 is not finite \(NaN or inf\) for probes \[1\]"),
     ]
     for fn, exc, msg in cases:
@@ -255,7 +255,7 @@ def test_cuda_operator_matches_cpu() -> None:
     from numerics.slq import slq
 
     ks = goe(200, np.random.default_rng(9))
-    cpu = slq(ks.operator(), 30, 4, generator=gen(0))
-    gpu = slq(ks.operator(device="cuda"), 30, 4, generator=gen(0))  # CPU generator: same probes
+    cpu = slq(ks.operator(), steps=30, n_probes=4, generator=gen(0)).spectrum
+    gpu = slq(ks.operator(device="cuda"), steps=30, n_probes=4, generator=gen(0)).spectrum  # CPU generator: same probes
     np.testing.assert_allclose(gpu.nodes, cpu.nodes, rtol=0, atol=1e-10)
     np.testing.assert_allclose(gpu.weights, cpu.weights, rtol=0, atol=1e-10)

@@ -13,9 +13,10 @@ import scipy.stats
 import torch
 
 import numerics.slq as slq_mod
-import numerics.spectrum as spectrum_mod
+import theory.spectrum as spectrum_mod
 from numerics.operators import DenseOperator, DiagonalOperator
-from numerics.slq import Spectrum, ctu_parameters, pyhessian_sigma, slq
+from numerics.slq import slq
+from theory.spectrum import Spectrum, ctu_parameters, pyhessian_sigma
 from numerics.testing import goe, rotated_diagonal, spiked_wigner
 
 EPS = np.finfo(np.float64).eps
@@ -36,7 +37,7 @@ def test_spectrum_module_is_numpy_only() -> None:
     import subprocess
     import sys
 
-    code = "import sys, numerics.spectrum, theory.limits, theory.quadratic; print('torch' in sys.modules)"
+    code = "import sys, theory.spectrum, theory.limits, theory.quadratic; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -47,7 +48,7 @@ def test_m_equals_n_recovers_spectrum(dense: bool) -> None:
     rng = np.random.default_rng(0)
     lam = np.sort(rng.uniform(-2, 3, n))
     op = DenseOperator(rotated_diagonal(lam, rng).matrix) if dense else DiagonalOperator(lam)
-    s = slq(op, n, 4, generator=gen(0))
+    s = slq(op, steps=n, n_probes=4, generator=gen(0)).spectrum
     assert s.dim == n and s.n_probes == 4
     for l in range(4):
         np.testing.assert_allclose(np.sort(s.nodes[l]), lam, rtol=0, atol=1e-10)
@@ -61,7 +62,7 @@ def test_m_equals_n_recovers_spectrum(dense: bool) -> None:
 def ctu_check(ks, seed: int, t: float = 0.1, eta: float = 0.01) -> None:
     n = ks.n
     m, nv = ctu_parameters(n, t, eta)
-    s = slq(ks.operator(), m, nv, generator=gen(seed), probe="gaussian")
+    s = slq(ks.operator(), steps=m, n_probes=nv, generator=gen(seed), probe="gaussian").spectrum
     spread = ks.eigenvalues[-1] - ks.eigenvalues[0]
     w1 = s.wasserstein1(ks.eigenvalues)
     # Chen–Trogdon–Ubaru 2021 (MATH.md §3): W1 ≤ t·(λmax − λmin) with probability ≥ 1 − η
@@ -84,7 +85,7 @@ def test_ctu_bound_spiked_wigner() -> None:
     ks = spiked_wigner(400, [4.0, -3.0], np.random.default_rng(2))
     ctu_check(ks, seed=2)
     # and the outliers are found: the extreme nodes converge to the realisation's outliers
-    s = slq(ks.operator(), 60, 2, generator=gen(3))
+    s = slq(ks.operator(), steps=60, n_probes=2, generator=gen(3)).spectrum
     assert abs(s.nodes.max() - ks.eigenvalues[-1]) < 1e-8
     assert abs(s.nodes.min() - ks.eigenvalues[0]) < 1e-8
 
@@ -104,7 +105,7 @@ def _cms_bound(s: Spectrum, x: float) -> float:
 
 def test_goe_negative_mass() -> None:
     ks = goe(800, np.random.default_rng(3))
-    s = slq(ks.operator(), 80, 20, generator=gen(4))
+    s = slq(ks.operator(), steps=80, n_probes=20, generator=gen(4)).spectrum
     mass, se = s.negative_mass()
     exact = float(np.mean(ks.eigenvalues < 0))
     # sampling error: 3 standard errors; discretisation of an indicator: the CMS bound (one node weight)
@@ -119,8 +120,8 @@ def test_reorth_parity_for_densities() -> None:
     # plain Lanczos still matches the true measure's low moments (Greenbaum 1989; Knizhnerman 1996), so
     # smoothed densities agree. Same probes, so the difference is purely numerical.
     ks = spiked_wigner(300, [5.0], np.random.default_rng(5))
-    full = slq(ks.operator(), 80, 4, generator=gen(6), reorth="full")
-    none = slq(ks.operator(), 80, 4, generator=gen(6), reorth="none")
+    full = slq(ks.operator(), steps=80, n_probes=4, generator=gen(6), reorth="full").spectrum
+    none = slq(ks.operator(), steps=80, n_probes=4, generator=gen(6), reorth="none").spectrum
     grid = np.linspace(-3, 6, 901)
     sigma = 0.15
     d_full, d_none = full.density(grid, sigma), none.density(grid, sigma)
@@ -137,8 +138,8 @@ def test_reorth_parity_for_densities() -> None:
 
 def test_same_generator_identical_spectrum() -> None:
     op = goe(100, np.random.default_rng(7)).operator()
-    a = slq(op, 20, 3, generator=gen(9))
-    b = slq(op, 20, 3, generator=gen(9))
+    a = slq(op, steps=20, n_probes=3, generator=gen(9)).spectrum
+    b = slq(op, steps=20, n_probes=3, generator=gen(9)).spectrum
     np.testing.assert_array_equal(a.nodes, b.nodes)
     np.testing.assert_array_equal(a.weights, b.weights)
 
@@ -157,7 +158,7 @@ def test_batched_vs_per_probe_spectrum() -> None:
 
 def test_density_normalised_and_semicircle() -> None:
     ks = goe(600, np.random.default_rng(9))
-    s = slq(ks.operator(), 60, 8, generator=gen(2))
+    s = slq(ks.operator(), steps=60, n_probes=8, generator=gen(2)).spectrum
     grid = np.linspace(-4, 4, 4001)
     d = s.density(grid, 0.05)
     # a mixture of unit-mass Gaussians: integral 1 up to the trapezoid error and the tails beyond ±4 (< 1e-12)
@@ -206,25 +207,6 @@ def test_cdf_and_wasserstein_against_scipy() -> None:
     assert s.cdf(100.0) == 1.0 and s.cdf(-100.0) == 0.0
 
 
-def test_save_load_roundtrip(tmp_path) -> None:
-    s = slq(goe(40, np.random.default_rng(12)).operator(), 10, 3, generator=gen(0))
-    for name in ("spec.npz", "spec.json"):
-        p = s.save(tmp_path / name)
-        t = Spectrum.load(p)
-        np.testing.assert_array_equal(t.nodes, s.nodes)
-        # Spectrum renormalises rows on construction (w / Σw), which may move the last bit once more
-        np.testing.assert_allclose(t.weights, s.weights, rtol=4 * EPS, atol=0)
-        assert t.dim == s.dim and t.exact == s.exact
-    assert s.save(tmp_path / "noext").name == "noext.npz"
-    assert sorted(os.listdir(tmp_path)) == ["noext.npz", "spec.json", "spec.npz"]  # no temporary files left
-    (tmp_path / "bad.json").write_text('{"format": "other"}')
-    with pytest.raises(ValueError, match="is not a prunelimit.Spectrum/1 JSON file"):
-        Spectrum.load(tmp_path / "bad.json")
-    np.savez(tmp_path / "bad.npz", nodes=np.zeros((1, 1)))
-    with pytest.raises(ValueError, match="is not a prunelimit.Spectrum/1 npz file"):
-        Spectrum.load(tmp_path / "bad.npz")
-
-
 def test_plot() -> None:
     s = Spectrum.from_eigenvalues([-1.0, 0.0, 2.0])
     fig, ax = plt.subplots()
@@ -248,9 +230,9 @@ def test_error_inputs() -> None:
         (lambda: s.cdf(np.nan), ValueError, "x must not contain NaN"),
         (lambda: pyhessian_sigma(1e-5, 1.0, 0.0), ValueError, "need finite lambda_min <= lambda_max"),
         (lambda: ctu_parameters(10, 1.5, 0.1), ValueError, r"t must lie in \(0, 1\), got 1.5"),
-        (lambda: slq(op, 5, 1, generator=gen(0)), ValueError, r"steps must be <= n = 4"),
-        (lambda: slq(op, 2, 1, generator=None), TypeError, "generator must be a torch.Generator, got NoneType"),
-        (lambda: slq(DenseOperator(np.triu(np.ones((4, 4)))), 2, 1, generator=gen(0)), ValueError,
+        (lambda: slq(op, steps=5, n_probes=1, generator=gen(0)).spectrum, ValueError, r"steps must be <= n = 4"),
+        (lambda: slq(op, steps=2, n_probes=1, generator=None).spectrum, TypeError, "generator must be a torch.Generator, got NoneType"),
+        (lambda: slq(DenseOperator(np.triu(np.ones((4, 4)))), steps=2, n_probes=1, generator=gen(0)).spectrum, ValueError,
          "Lanczos needs an operator declared symmetric"),
     ]
     for fn, exc, msg in cases:
@@ -272,7 +254,7 @@ def test_deflated_weights_combine_exactly_for_polynomials() -> None:
     ks = _spiked()
     n, k, m = ks.n, 3, 5
     g = gen(1)
-    s = slq_mod.slq_deflated(ks.operator(), k, m, 2, generator=g)
+    s = slq_mod.slq_deflated(ks.operator(), deflate=k, steps=m, n_probes=2, generator=g).spectrum
     # replay the same random stream: eigs first, then the probes
     g2 = gen(1)
     top = eigs(ks.operator(), k, which="LM", generator=g2)
@@ -294,7 +276,7 @@ def test_deflated_weights_combine_exactly_for_polynomials() -> None:
 def test_deflated_m_equals_rest_recovers_spectrum() -> None:
     ks = _spiked(21)
     n, k = ks.n, 3
-    s = slq(ks.operator(), n - k, 2, generator=gen(2), deflate=k)
+    s = slq(ks.operator(), steps=n - k, n_probes=2, generator=gen(2), deflate=k).spectrum
     for l in range(2):
         np.testing.assert_allclose(np.sort(s.nodes[l]), ks.eigenvalues, rtol=0, atol=1e-10)
     # exact spectrum ⇒ W1 is only the weight fluctuation of the one-probe rule, small
@@ -308,7 +290,7 @@ def test_deflation_tightens_the_ctu_guarantee_for_sharp_functionals() -> None:
     m, nv = ctu_parameters(n - k, t, eta)
     from numerics.eigs import eigs
 
-    s = slq(ks.operator(), m, nv, generator=gen(3), probe="gaussian", deflate=k)
+    s = slq(ks.operator(), steps=m, n_probes=nv, generator=gen(3), probe="gaussian", deflate=k).spectrum
     res = eigs(ks.operator(), k, which="LM", generator=gen(3))  # the same stream start: same eigenpairs
     rest = np.sort(np.setdiff1d(ks.eigenvalues, ks.eigenvalues[np.argsort(-np.abs(ks.eigenvalues))[:k]]))
     full_range = ks.eigenvalues[-1] - ks.eigenvalues[0]
@@ -330,12 +312,13 @@ def test_deflation_tightens_the_ctu_guarantee_for_sharp_functionals() -> None:
 def test_deflated_error_inputs() -> None:
     op = DiagonalOperator(np.arange(6.0))
     cases = [
-        (lambda: slq(op, 2, 1, generator=gen(0), deflate=6), ValueError, "deflate must be an int with 1 <= k < n = 6"),
-        (lambda: slq(op, 5, 1, generator=gen(0), deflate=2), ValueError,
-         r"steps must be an int in \[1, n - k = 4\] after deflating k = 2, got 5"),
-        (lambda: slq_mod.slq_deflated(DenseOperator(np.triu(np.ones((4, 4)))), 1, 2, 1, generator=gen(0)),
+        (lambda: slq(op, steps=2, n_probes=1, generator=gen(0), deflate=6).spectrum, ValueError, r"deflate must be an integer in \[1, 5\], got deflate=6"),
+        (lambda: slq(op, steps=5, n_probes=1, generator=gen(0), deflate=2).spectrum, ValueError,
+         r"steps must be an integer in \[1, 4\], got steps=5"),
+        (lambda: slq_mod.slq_deflated(DenseOperator(np.triu(np.ones((4, 4)))), deflate=1, steps=2, n_probes=1, generator=gen(0)).spectrum,
          ValueError, "slq_deflated needs a square operator declared symmetric"),
-        (lambda: slq(op, 2, 0, generator=gen(0), deflate=1), ValueError, "n_probes must be a positive int, got 0"),
+        (lambda: slq(op, steps=2, n_probes=0, generator=gen(0), deflate=1).spectrum, ValueError,
+         "n_probes must be an integer >= 1, got n_probes=0"),
     ]
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):

@@ -29,7 +29,7 @@ def test_hutchinson_variance_matches_formula(probe: str) -> None:
     rng = np.random.default_rng(0)
     A = goe(30, rng).matrix + np.diag(rng.uniform(-2, 2, 30))
     N = 4000
-    est = hutchinson(DenseOperator(A), N, generator=gen(1), probe=probe, block_size=1000)
+    est = hutchinson(DenseOperator(A), n_probes=N, generator=gen(1), probe=probe, block_size=1000)
     x = est.samples
     sigma2 = hutchinson_variance(A, probe)
     s2 = x.var(ddof=1)
@@ -47,16 +47,16 @@ def test_hutchinson_variance_matches_formula(probe: str) -> None:
 
 def test_hutchinson_exact_on_diagonal_with_rademacher() -> None:
     d = np.array([3.0, -1.0, 0.5, 2.0])
-    est = hutchinson(DiagonalOperator(d), 5, generator=gen(0))
+    est = hutchinson(DiagonalOperator(d), n_probes=5, generator=gen(0))
     assert est.estimate == pytest.approx(d.sum(), abs=1e-14) and est.stderr == 0.0
 
 
 def test_hutchinson_block_size_does_not_change_the_estimate() -> None:
     A = DenseOperator(goe(40, np.random.default_rng(2)).matrix)
-    a = hutchinson(A, 12, generator=gen(3))
-    b = hutchinson(A, 12, generator=gen(3), block_size=5)
+    a = hutchinson(A, n_probes=12, generator=gen(3))
+    b = hutchinson(A, n_probes=12, generator=gen(3), block_size=5)
     np.testing.assert_allclose(a.samples, b.samples, rtol=0, atol=1e-12)
-    one = hutchinson(A, 1, generator=gen(3))
+    one = hutchinson(A, n_probes=1, generator=gen(3))
     assert math.isinf(one.stderr)
 
 
@@ -64,7 +64,7 @@ def test_hutchpp_exact_for_low_rank() -> None:
     # rank 4 ≤ s = 10: Q spans range(A), the remainder is 0 and the estimate is exact up to rounding
     lam = np.concatenate([[5.0, -3.0, 2.0, 7.0], np.zeros(56)])
     ks = rotated_diagonal(lam, np.random.default_rng(4))
-    est = hutchpp(ks.operator(), 30, generator=gen(5))
+    est = hutchpp(ks.operator(), n_matvecs=30, generator=gen(5))
     assert abs(est.estimate - lam.sum()) < 1e-10
     assert est.matvecs == 30 and est.stderr < 1e-10
 
@@ -78,8 +78,8 @@ def test_hutchpp_beats_hutchinson_on_decaying_spectrum() -> None:
     budget = 60
     errs_pp, errs_h = [], []
     for seed in range(10):
-        pp = hutchpp(op, budget, generator=gen(100 + seed))
-        h = hutchinson(op, budget, generator=gen(200 + seed))
+        pp = hutchpp(op, n_matvecs=budget, generator=gen(100 + seed))
+        h = hutchinson(op, n_probes=budget, generator=gen(200 + seed))
         errs_pp.append(pp.estimate - lam.sum())
         errs_h.append(h.estimate - lam.sum())
         # the conditional standard error covers the error (4 s.e.; the exact part has no error)
@@ -90,15 +90,15 @@ def test_hutchpp_beats_hutchinson_on_decaying_spectrum() -> None:
 def test_error_inputs() -> None:
     op = DiagonalOperator(np.ones(3))
     cases = [
-        (lambda: hutchinson(op, 0, generator=gen(0)), ValueError, "n_probes must be an int >= 1, got 0"),
-        (lambda: hutchinson(op, 2, generator=None), TypeError, "generator must be a torch.Generator, got NoneType"),
-        (lambda: hutchinson(op, 2, generator=gen(0), probe="x"), ValueError, "probe must be one of"),
-        (lambda: hutchinson(op, 2, generator=gen(0), block_size=0), ValueError, "block_size must be an int >= 1"),
-        (lambda: hutchinson(DenseOperator(np.ones((2, 3))), 2, generator=gen(0)), ValueError,
+        (lambda: hutchinson(op, n_probes=0, generator=gen(0)), ValueError, "n_probes must be an int >= 1, got 0"),
+        (lambda: hutchinson(op, n_probes=2, generator=None), TypeError, "generator must be a torch.Generator, got NoneType"),
+        (lambda: hutchinson(op, n_probes=2, generator=gen(0), probe="x"), ValueError, "probe must be one of"),
+        (lambda: hutchinson(op, n_probes=2, generator=gen(0), block_size=0), ValueError, "block_size must be an int >= 1"),
+        (lambda: hutchinson(DenseOperator(np.ones((2, 3))), n_probes=2, generator=gen(0)), ValueError,
          r"a trace needs a square operator, got shape \(2, 3\)"),
-        (lambda: hutchpp(op, 2, generator=gen(0)), ValueError, "n_matvecs must be an int >= 3, got 2"),
+        (lambda: hutchpp(op, n_matvecs=2, generator=gen(0)), ValueError, "n_matvecs must be an int >= 3, got 2"),
         (lambda: hutchinson_variance(np.ones((2, 3))), ValueError, r"matrix must be square, got shape \(2, 3\)"),
-        (lambda: hutchinson(DenseOperator(np.full((2, 2), np.inf)), 1, generator=gen(0)), ValueError,
+        (lambda: hutchinson(DenseOperator(np.full((2, 2), np.inf)), n_probes=1, generator=gen(0)), ValueError,
          "matrix must be finite"),
     ]
     for fn, exc, msg in cases:
@@ -112,4 +112,4 @@ def test_non_finite_products_raise() -> None:
             return V * float("nan")
 
     with pytest.raises(ValueError, match="operator product is not finite"):
-        hutchinson(Bad(np.ones(3)), 2, generator=gen(0))
+        hutchinson(Bad(np.ones(3)), n_probes=2, generator=gen(0))

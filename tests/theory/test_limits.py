@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics.slq import Spectrum
+from theory.spectrum import Spectrum
 from numerics.testing import haar_orthogonal
 from theory.limits import (
     MagnitudeProfile,
@@ -44,13 +44,13 @@ def test_single_atom_closed_forms():
     lam, eps, N = 2.0, 1.0, 4
     w = np.ones(N)  # R(ρ)² = (1 − ρ)N
     free = pruning_limit(np.full(N, lam), w, eps)
-    assert free.rho == pytest.approx(1 - 2 * eps / (lam * N), abs=1e-10)
+    assert free.kept_fraction == pytest.approx(1 - 2 * eps / (lam * N), abs=1e-10)
     flat = pruning_limit(np.full(N, lam), w, eps, method="flat")
     # ρ(λN(1−ρ) + 2ε) = λN(1−ρ)  ⇒  λN ρ² − (2λN + 2ε) ρ + λN = 0
     a, b, c = lam * N, -(2 * lam * N + 2 * eps), lam * N
-    assert flat.rho == pytest.approx((-b - math.sqrt(b * b - 4 * a * c)) / (2 * a), abs=1e-10)
-    assert free.removed == pytest.approx(1 - free.rho)
-    assert free.kept_fraction == free.rho and free.removed_fraction == free.removed
+    assert flat.kept_fraction == pytest.approx((-b - math.sqrt(b * b - 4 * a * c)) / (2 * a), abs=1e-10)
+    assert free.removed_fraction == pytest.approx(1 - free.kept_fraction)
+    assert free.kept_fraction == free.kept_fraction and free.removed_fraction == free.removed_fraction
     assert free.predicted_increase == pytest.approx(eps, rel=1e-8)
     assert flat.predicted_increase == pytest.approx(eps, rel=1e-8)
 
@@ -79,7 +79,7 @@ def test_methods_within_measured_error_bands(kind):
         for eps in (0.005, 0.05, 0.5, 2.0):
             exact = curve.threshold(eps) / n
             for method in errs:
-                errs[method].append(abs(pruning_limit(lam, w, eps, method=method).rho - exact))
+                errs[method].append(abs(pruning_limit(lam, w, eps, method=method).kept_fraction - exact))
     # bands: the measured worst errors (0.030 free / 0.203 flat at D = 300) plus the finite-D fluctuation
     # between Haar draws (≈ 0.02 at D = 300, bench/limits_synthetic.py "surrogate")
     assert max(errs["free"]) <= 0.05, errs["free"]
@@ -106,9 +106,9 @@ def test_free_never_worse_than_flat_beyond_noise(small, large, frac_small, zero,
     H = (Q * lam) @ Q.T
     w = 0.1 * rng.laplace(size=n)
     eps = 10.0**log_eps
-    exact = QuadraticModel(0.5 * (H + H.T), w).magnitude_threshold(eps).rho
-    e_free = abs(pruning_limit(lam, w, eps).rho - exact)
-    e_flat = abs(pruning_limit(lam, w, eps, method="flat").rho - exact)
+    exact = QuadraticModel(0.5 * (H + H.T), w).magnitude_threshold(eps).kept_fraction
+    e_free = abs(pruning_limit(lam, w, eps).kept_fraction - exact)
+    e_flat = abs(pruning_limit(lam, w, eps, method="flat").kept_fraction - exact)
     # noise: the finite-D fluctuation of the exact threshold between Haar draws at D = 200 (≲ 0.04)
     assert e_free <= e_flat + 0.04, (e_free, e_flat)
 
@@ -119,11 +119,11 @@ def test_monotonicity_in_eps_magnitude_and_sharpness(method):
     rng = np.random.default_rng(3)
     lam = rng.exponential(1.0, 400)
     w = 0.1 * rng.laplace(size=400)
-    by_eps = [pruning_limit(lam, w, e, method=method).rho for e in (0.001, 0.01, 0.1, 1.0, 10.0)]
+    by_eps = [pruning_limit(lam, w, e, method=method).kept_fraction for e in (0.001, 0.01, 0.1, 1.0, 10.0)]
     assert all(a >= b for a, b in zip(by_eps, by_eps[1:])) and by_eps[0] > by_eps[-1]
-    by_mag = [r.rho for r in magnitude_scaling(lam, w, 0.05, method=method)]
+    by_mag = [r.kept_fraction for r in magnitude_scaling(lam, w, 0.05, method=method)]
     assert all(a <= b for a, b in zip(by_mag, by_mag[1:])) and by_mag[0] < by_mag[-1]
-    by_sharp = [pruning_limit(c * lam, w, 0.05, method=method).rho for c in (0.25, 1.0, 4.0)]
+    by_sharp = [pruning_limit(c * lam, w, 0.05, method=method).kept_fraction for c in (0.25, 1.0, 4.0)]
     assert all(a <= b for a, b in zip(by_sharp, by_sharp[1:])) and by_sharp[0] < by_sharp[-1]
 
 
@@ -135,11 +135,11 @@ def test_bounds_and_bands():
         eps = float(10 ** rng.uniform(-3, 0.5))
         flat = pruning_limit(lam, w, eps, method="flat")
         free = pruning_limit(lam, w, eps)
-        assert flat.rho <= flat.sharpness_bound + 1e-12
-        assert free.rho <= free.uncompensated_bound + 1e-12
+        assert flat.kept_fraction <= flat.sharpness_bound + 1e-12
+        assert free.kept_fraction <= free.uncompensated_bound + 1e-12
         for r in (flat, free):
-            assert 0.0 <= r.rho_lower <= r.rho <= r.rho_upper <= 1.0
-            assert r.rho <= r.rank_fraction + 1e-12
+            assert 0.0 <= r.kept_fraction_lower <= r.kept_fraction <= r.kept_fraction_upper <= 1.0
+            assert r.kept_fraction <= r.rank_fraction + 1e-12
 
 
 def test_zero_mass_input_and_rank_fraction():
@@ -152,9 +152,9 @@ def test_zero_mass_input_and_rank_fraction():
     for method in ("free", "flat"):
         a = pruning_limit(nonzero, w, 0.05, method=method, zero_mass=0.5)
         b = pruning_limit(both, w, 0.05, method=method)
-        assert a.rho == pytest.approx(b.rho, abs=1e-10)
+        assert a.kept_fraction == pytest.approx(b.kept_fraction, abs=1e-10)
     tiny = pruning_limit(nonzero, w, 1e-9, zero_mass=0.5)
-    assert tiny.rho <= 0.5 + 1e-12 and tiny.rank_fraction == pytest.approx(0.5)
+    assert tiny.kept_fraction <= 0.5 + 1e-12 and tiny.rank_fraction == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -167,10 +167,10 @@ def test_flat_agrees_with_authors_formula_without_rounding_and_grid():
         ours = pruning_limit(lam, w, eps, method="flat", zero_mass=z)
         theirs = authors_pruning_ratio(spec.nodes, spec.weights, w, eps, zero_fraction=z, round_R=False, grid=False)
         # the only remaining difference: their sweep resolution 1/1000 in the removed fraction
-        assert theirs.kept == pytest.approx(ours.rho, abs=1.5e-3)
+        assert theirs.kept_fraction == pytest.approx(ours.kept_fraction, abs=1.5e-3)
     # with their integer rounding and grid smoothing the answer moves (the distortion we removed)
     orig = authors_pruning_ratio(spec.nodes, spec.weights, 0.1 * w, 0.05, num_bins=20_000)
-    assert 0.0 <= orig.kept <= 1.0 and orig.grid and orig.round_R
+    assert 0.0 <= orig.kept_fraction <= 1.0 and orig.grid and orig.round_R
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,10 +183,10 @@ def test_negative_policies_on_indefinite_spectrum():
         res = {p: pruning_limit(lam, w, 0.05, method=method, negative=p) for p in ("abs", "clip", "drop")}
         assert all(r.negative_mass == pytest.approx(0.05) for r in res.values())
         # clip turns negative curvature into zero curvature: fewer weights need to be kept
-        assert res["clip"].rho <= res["abs"].rho and res["clip"].rho <= res["drop"].rho
+        assert res["clip"].kept_fraction <= res["abs"].kept_fraction and res["clip"].kept_fraction <= res["drop"].kept_fraction
         assert res["clip"].rank_fraction == pytest.approx(0.95)
     # abs equals the spectrum with the signs folded
-    assert pruning_limit(lam, w, 0.05).rho == pytest.approx(pruning_limit(np.abs(lam), w, 0.05).rho)
+    assert pruning_limit(lam, w, 0.05).kept_fraction == pytest.approx(pruning_limit(np.abs(lam), w, 0.05).kept_fraction)
     with pytest.raises(ValueError, match="no spectral mass"):
         pruning_limit(-np.ones(4), np.ones(4), 0.1, negative="drop")
 
@@ -196,20 +196,20 @@ def test_slq_spectrum_and_delta_method_stderr():
     from numerics.slq import slq
 
     lam, model, w = _case("exponential", 300, 0)
-    spec = slq(DenseOperator(torch.from_numpy(model.H)), 40, 12, generator=torch.Generator().manual_seed(0))
+    spec = slq(DenseOperator(torch.from_numpy(model.H)), steps=40, n_probes=12, generator=torch.Generator().manual_seed(0)).spectrum
     exact = pruning_limit(lam, w, 0.05)
     est = pruning_limit(spec, w, 0.05)
     assert 0 < est.stderr < 0.05 and est.settings["stderr_method"] == "delta"
-    assert abs(est.rho - exact.rho) <= 4 * est.stderr + 2e-3
+    assert abs(est.kept_fraction - exact.kept_fraction) <= 4 * est.stderr + 2e-3
     # the delta-method error bar agrees with the spread of per-probe thresholds (within a factor 3)
     per = [
-        pruning_limit(Spectrum(spec.nodes[i : i + 1], spec.weights[i : i + 1], spec.dim), w, 0.05).rho
+        pruning_limit(Spectrum(spec.nodes[i : i + 1], spec.weights[i : i + 1], spec.dim), w, 0.05).kept_fraction
         for i in range(spec.n_probes)
     ]
     spread = np.std(per, ddof=1) / math.sqrt(len(per))
     assert est.stderr / 3 <= spread <= 3 * est.stderr
     single = pruning_limit(Spectrum(spec.nodes[:1], spec.weights[:1], spec.dim), w, 0.05)
-    assert math.isinf(single.stderr) and single.rho_lower == 0.0
+    assert math.isinf(single.stderr) and single.kept_fraction_lower == 0.0
 
 
 def test_curves_for_plotting():
@@ -218,12 +218,12 @@ def test_curves_for_plotting():
     w = 0.1 * rng.laplace(size=200)
     r = pruning_limit(lam, w, 0.05, n_curve=51)
     c = r.curves
-    assert c.rho.shape == c.loss_increase.shape == c.R.shape == c.s.shape == (51,)
-    assert np.all(np.isnan(c.s[c.rho > 0.5 + 1e-9])) and np.all(c.s[(c.rho > 0) & (c.rho < 0.5)] > 0)
-    assert np.all(np.diff(c.loss_increase) <= 1e-12) and r.kept_count == math.ceil(r.rho * 200 - 1e-9)
+    assert c.kept_fraction.shape == c.loss_increase.shape == c.R.shape == c.s.shape == (51,)
+    assert np.all(np.isnan(c.s[c.kept_fraction > 0.5 + 1e-9])) and np.all(c.s[(c.kept_fraction > 0) & (c.kept_fraction < 0.5)] > 0)
+    assert np.all(np.diff(c.loss_increase) <= 1e-12) and r.kept_count == math.ceil(r.kept_fraction * 200 - 1e-9)
     # n_curve=0 skips the curves and changes nothing else
     r0 = pruning_limit(lam, w, 0.05, n_curve=0)
-    assert r0.curves is None and (r0.rho, r0.rho_lower, r0.rho_upper, r0.stderr) == (r.rho, r.rho_lower, r.rho_upper, r.stderr)
+    assert r0.curves is None and (r0.kept_fraction, r0.kept_fraction_lower, r0.kept_fraction_upper, r0.stderr) == (r.kept_fraction, r.kept_fraction_lower, r.kept_fraction_upper, r.stderr)
     with pytest.raises(ValueError, match="n_curve must be 0 \\(no curves\\) or an integer ≥ 2, got 1"):
         pruning_limit(lam, np.ones(200), 0.05, n_curve=1)
 

@@ -29,7 +29,7 @@ def test_schur_equals_inverse_and_direct_minimisation(pd_model):
     for k in (0, 7, 60, 119):
         T = m.magnitude_support(k)
         schur = m.compensated_increase(T)
-        inv = m.compensated_increase(T, method="inverse")
+        inv = m.compensated_increase(T, solver="inverse")
         w = m.compensated_weights(T)
         assert np.all(w[~T] == 0)
         direct = m.loss_increase(w)
@@ -52,9 +52,9 @@ def test_ldl_curve_matches_schur_and_bisection(pd_model):
         assert curve.uncompensated[k] == pytest.approx(m.uncompensated_increase(T), rel=1e-10, abs=1e-13)
     assert np.all(np.diff(curve.compensated) <= 1e-12)  # non-increasing for PSD H
     for eps in (1e-3, 0.05, 1.0):
-        a, b = m.magnitude_threshold(eps), m.magnitude_threshold(eps, method="bisect")
-        assert a.k == b.k and a.monotone
-        assert a.delta <= eps and (a.k == 0 or m.compensated_increase(m.magnitude_support(a.k - 1)) > eps)
+        a, b = m.magnitude_threshold(eps), m.magnitude_threshold(eps, solver="bisect")
+        assert a.kept_count == b.kept_count and a.monotone
+        assert a.delta <= eps and (a.kept_count == 0 or m.compensated_increase(m.magnitude_support(a.kept_count - 1)) > eps)
         assert b.evaluations <= int(np.ceil(np.log2(m.N))) + 2
 
 
@@ -72,7 +72,7 @@ def test_singular_psd_uses_pseudo_inverse():
     # once |T| reaches the rank, the kept coordinates span range(H): zero increase
     assert abs(curve.compensated[n // 2 + 2]) <= 1e-9 * curve.compensated[0]
     with pytest.raises(ValueError, match="singular"):
-        m.compensated_increase(m.magnitude_support(10), method="inverse")
+        m.compensated_increase(m.magnitude_support(10), solver="inverse")
 
 
 def test_indefinite_stationary_value_and_median_threshold():
@@ -112,7 +112,7 @@ def test_cone_statistical_dimension_mc_vs_cvxpy():
         x = rng.standard_normal(n)
         assert np.allclose(m.cone_projection(T, eps, x), m.cone_projection_cvxpy(T, eps, x), atol=1e-5)
     mc, se = m.cone_statistical_dimension(T, eps, 20000, np.random.default_rng(5))
-    cv, se_cv = m.cone_statistical_dimension(T, eps, 60, np.random.default_rng(6), method="cvxpy")
+    cv, se_cv = m.cone_statistical_dimension(T, eps, 60, np.random.default_rng(6), solver="cvxpy")
     # independent estimates: agree within 4 combined standard errors
     assert abs(mc - cv) <= 4 * np.hypot(se, se_cv)
     # the pruned point already feasible: K is the whole space
@@ -133,8 +133,8 @@ def test_errors():
         m.magnitude_threshold(0.0)
     with pytest.raises(ValueError, match="k must be an integer"):
         m.magnitude_support(4)
-    with pytest.raises(ValueError, match="method must be"):
-        m.compensated_increase([0], method="qr")
+    with pytest.raises(ValueError, match="solver must be 'schur' or 'inverse', got solver='qr'"):
+        m.compensated_increase([0], solver="qr")
     with pytest.raises(ValueError, match="positive definite"):
         QuadraticModel(np.diag([1.0, 0.0]), np.ones(2)).cone_basis([0], 0.1)
 

@@ -13,23 +13,20 @@ This module imports no torch, so :mod:`theory` (numpy/scipy) can take a :class:`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from numerics.atomic import atomic_open
 
-__all__ = ["Spectrum", "pyhessian_sigma", "ctu_parameters"]
+__all__ = ["Spectrum", "FORMAT", "pyhessian_sigma", "ctu_parameters"]
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = "prunelimit.Spectrum/1"
+#: The ``format`` tag of serialised spectra.
+FORMAT = "prunelimit.Spectrum/1"
 
 
 @dataclass(frozen=True)
@@ -286,52 +283,31 @@ class Spectrum:
         diff = np.cumsum(mass)[:-1]
         return float(np.sum(np.abs(diff) * np.diff(pts)))
 
-    # -- persistence ----------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to ``path`` atomically (temporary file in the same directory, then ``os.replace``).
-
-        A ``.json`` suffix writes JSON (floats round-trip exactly); anything else writes ``.npz``
-        (``numpy.savez``, no pickles). Returns the path written.
-        """
-        p = Path(path)
-        is_json = p.suffix.lower() == ".json"
-        if not is_json and p.suffix.lower() != ".npz":
-            p = p.with_name(p.name + ".npz")
-        with atomic_open(p, "wb") as fh:
-            if is_json:
-                payload = {
-                    "format": _FORMAT,
-                    "dim": self.dim,
-                    "exact": self.exact,
-                    "nodes": self.nodes.tolist(),
-                    "weights": self.weights.tolist(),
-                }
-                fh.write(json.dumps(payload).encode("utf-8"))
-            else:
-                np.savez(
-                    fh,
-                    format=np.array(_FORMAT),
-                    nodes=self.nodes,
-                    weights=self.weights,
-                    dim=np.array(self.dim),
-                    exact=np.array(self.exact),
-                )
-        return p
+    # -- serialisation (file I/O lives in nets.io: save_spectrum / load_spectrum) ----------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record (floats round-trip exactly through JSON); :meth:`from_dict` inverts it."""
+        return {"format": FORMAT, "dim": self.dim, "exact": self.exact, "nodes": self.nodes.tolist(),
+                "weights": self.weights.tolist()}
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Spectrum":
-        """Read a Spectrum written by :meth:`save` (format checked; ``allow_pickle=False``)."""
-        p = Path(path)
-        if p.suffix.lower() == ".json":
-            with open(p, encoding="utf-8") as fh:
-                data = json.load(fh)
-            if not isinstance(data, dict) or data.get("format") != _FORMAT:
-                raise ValueError(f"{p} is not a {_FORMAT} JSON file")
-            return cls(np.array(data["nodes"]), np.array(data["weights"]), int(data["dim"]), bool(data["exact"]))
-        with np.load(p, allow_pickle=False) as data:
-            if "format" not in data.files or str(data["format"]) != _FORMAT:
-                raise ValueError(f"{p} is not a {_FORMAT} npz file")
-            return cls(data["nodes"], data["weights"], int(data["dim"]), bool(data["exact"]))
+    def from_dict(cls, data: Any) -> "Spectrum":
+        """The Spectrum of a :meth:`to_dict` record (format checked).
+
+        >>> s = Spectrum.from_eigenvalues([1.0, 2.0])
+        >>> Spectrum.from_dict(s.to_dict()) == s
+        True
+        """
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} record")
+        return cls(np.array(data["nodes"]), np.array(data["weights"]), int(data["dim"]), bool(data["exact"]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Spectrum):
+            return NotImplemented
+        return (self.dim == other.dim and self.exact == other.exact and np.array_equal(self.nodes, other.nodes)
+                and np.array_equal(self.weights, other.weights))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
 
     # -- plotting -------------------------------------------------------------------------------------------
     def plot(self, ax: Any, sigma: float | None = None, *, num: int | None = None, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""numerics.atomic: complete files or none, ordinary permissions, clear errors."""
+"""nets.io: complete files or none, ordinary permissions, clear errors; spectra; provenance."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
+import torch
 
-import numerics.atomic as atomic_mod
-from numerics.atomic import atomic_open, atomic_write_json, atomic_write_text
+import nets.io as atomic_mod
+from nets.io import (atomic_open, atomic_write_json, atomic_write_text, load_spectrum, provenance,
+                     save_spectrum)
+from numerics.slq import slq
+from numerics.testing import goe
+
+EPS = np.finfo(np.float64).eps
 
 
 def test_doctests() -> None:
@@ -86,3 +93,37 @@ def test_jsonable_makes_strict_json() -> None:
     assert out == {"1": [[1.0, None]], "b": [0.5, 2, False, None], "c": "torch.float64", "d": "text", "e": None}
     assert type(out["b"][0]) is float and type(out["b"][1]) is int and type(out["b"][2]) is bool
     json.dumps(out, allow_nan=False)
+
+
+def test_save_load_roundtrip(tmp_path) -> None:
+    s = slq(goe(40, np.random.default_rng(12)).operator(), steps=10, n_probes=3, generator=torch.Generator().manual_seed(0)).spectrum
+    for name in ("spec.npz", "spec.json"):
+        p = save_spectrum(s, tmp_path / name)
+        t = load_spectrum(p)
+        np.testing.assert_array_equal(t.nodes, s.nodes)
+        # Spectrum renormalises rows on construction (w / Σw), which may move the last bit once more
+        np.testing.assert_allclose(t.weights, s.weights, rtol=4 * EPS, atol=0)
+        assert t.dim == s.dim and t.exact == s.exact
+    assert save_spectrum(s, tmp_path / "noext").name == "noext.npz"
+    assert sorted(os.listdir(tmp_path)) == ["noext.npz", "spec.json", "spec.npz"]  # no temporary files left
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="is not a prunelimit.Spectrum/1 JSON file"):
+        load_spectrum(tmp_path / "bad.json")
+    np.savez(tmp_path / "bad.npz", nodes=np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="is not a prunelimit.Spectrum/1 npz file"):
+        load_spectrum(tmp_path / "bad.npz")
+
+
+
+
+def test_save_spectrum_rejects_non_spectrum(tmp_path) -> None:
+    with pytest.raises(TypeError, match="spectrum must be a theory.spectrum.Spectrum, got list"):
+        save_spectrum([1.0], tmp_path / "x.json")
+
+
+def test_provenance_records_versions_and_commit() -> None:
+    rec = provenance("cpu")
+    assert rec["package"] == "prunelimit" and rec["version"] != ""
+    assert rec["numpy"] == np.__version__ and rec["torch"] == torch.__version__
+    assert rec["device"] == "cpu" and rec["torch_threads"] == torch.get_num_threads()
+    assert rec["git_commit"] is None or len(rec["git_commit"].split("-")[0]) == 40
