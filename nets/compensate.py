@@ -276,7 +276,7 @@ class Compensator:
         self.N = int(self.w_star.numel())
         if not bool(torch.isfinite(self.w_star).all()):
             raise ValueError("model has non-finite prunable weights")
-        #: coordinates by decreasing |w*|, ties to the smaller flat index (as nets.prune.global_magnitude_masks)
+        #: coordinates by decreasing ``|w*|``, ties to the smaller flat index (as nets.prune.global_magnitude_masks)
         self.order = torch.sort(self.w_star.abs(), descending=True, stable=True).indices
         self.operator = operator if operator is not None else HessianOperator(
             self.model, self.loss_fn, self.data, method=self.config.hvp_method, cache_graph=self.config.cache_graph)
