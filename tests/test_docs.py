@@ -162,3 +162,33 @@ def test_docs_build_with_warnings_as_errors(tmp_path: Path) -> None:
     assert out.returncode == 0, f"sphinx-build failed ({seconds:.0f} s):\n{out.stderr[-6000:]}"
     assert (tmp_path / "html" / "math.html").is_file()
     assert (tmp_path / "html" / "api" / "theory.html").is_file()
+
+
+def test_code_names_in_the_docs_exist() -> None:
+    """Every dotted name of the package that the pages mention (such as ``nets.limit.actual_limit``) exists:
+    the docs follow renames."""
+    import dataclasses
+    import importlib
+
+    names = set()
+    for page in list(DOCS.glob("*.md")) + list((DOCS / "api").glob("*.md")):
+        names |= set(re.findall(r"`((?:theory|numerics|nets|proofs_check)(?:\.\w+)+)", page.read_text(encoding="utf-8")))
+    missing = []
+    for name in sorted(names):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj: object = importlib.import_module(".".join(parts[:i]))
+                break
+            except ImportError:
+                continue
+        for attr in parts[i:]:
+            fields = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+            if attr in fields and not hasattr(obj, attr):  # a dataclass field without a class-level default
+                obj = None
+                continue
+            if obj is None or not hasattr(obj, attr):
+                missing.append(name)
+                break
+            obj = getattr(obj, attr)
+    assert not missing, f"names in docs/ that the package does not define: {missing}"
