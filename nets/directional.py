@@ -586,9 +586,7 @@ def directional_diagnostics(
         for name, masks in (("compensated", lomp), ("compensated_grda_mask", masks_of(model_grda))):
             res = compensate(model_sgd, masks, batches)
             points[name] = flat_parameters(res.model)
-            extra[name] = {"compensation": {"loss_before": res.loss_before, "loss_after": res.loss_after,
-                                            "cg": dict(res.cg) if isinstance(res.cg, Mapping) else res.cg,
-                                            "hvps": res.hvps}}
+            extra[name] = {"compensation": res.to_dict()}
     seconds["controls"] = time.perf_counter() - t0
     if config.directional:
         if not eig.complete:

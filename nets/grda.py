@@ -980,6 +980,18 @@ class StoppingRule:
                     f"last {self.window} epochs")
         return None
 
+    def first_stop(self, history: Sequence[dict[str, float]]) -> int | None:
+        """The first epoch (1-based count of records) at which the rule fires on ``history``, or ``None``: where a
+        :class:`StoppingCallback` would have stopped the same (deterministic) run."""
+        for e in range(1, len(history) + 1):
+            if self.check(history[:e]) is not None:
+                return e
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window": self.window, "sparsity_tol": self.sparsity_tol, "loss_tol": self.loss_tol,
+                "min_epochs": self.min_epochs, "status": STATUS["stopping_rule"]}
+
 
 class StoppingCallback:
     """A ``progress`` callback for :func:`nets.train.train` that applies a :class:`StoppingRule` and raises
@@ -1030,9 +1042,7 @@ class StoppedRun:
     def to_dict(self) -> dict[str, Any]:
         return {"stopped_epoch": self.stopped_epoch, "reason": self.reason, "scheduled_epochs": self.scheduled_epochs,
                 "epochs_saved": self.epochs_saved, "final": self.final, "history": self.history,
-                "rule": {"window": self.rule.window, "sparsity_tol": self.rule.sparsity_tol,
-                         "loss_tol": self.rule.loss_tol, "min_epochs": self.rule.min_epochs},
-                "status": STATUS["stopping_rule"]}
+                "rule": self.rule.to_dict()}
 
 
 def train_with_stopping(
