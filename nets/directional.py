@@ -1,4 +1,4 @@
-r"""Directional-pruning diagnostics for networks, each beside its controls (MATH.md §4; ours unless cited).
+r"""Directional-pruning diagnostics for networks, each beside its controls (docs/math.md §4; ours unless cited).
 
 The directional-pruning paper's network evidence (Chao, Wang, Xing & Cheng 2020, §4) is the projection ratio
 ``‖P_top δ‖/‖δ‖`` of ``δ = w^gRDA − w^SGD`` onto the top-10 Hessian eigenvectors at ``w^SGD`` and the training loss

@@ -1,4 +1,4 @@
-"""Derivation checks for gRDA and directional pruning (MATH.md §4; nets/grda.py; theory/directional.py).
+"""Derivation checks for gRDA and directional pruning (docs/math.md §4; nets/grda.py; theory/directional.py).
 
 Each check verifies, in exact (sympy) or high-precision (mpmath) arithmetic, an identity the code relies on.
 """
@@ -15,7 +15,7 @@ from proofs_check.registry import CheckResult, check
 
 @check(
     "grda_threshold_telescopes",
-    "MATH.md §4: Σ_{k=1}^n c·γ^{μ+½}(k^μ − (k−1)^μ) = c·γ^{μ+½}·n^μ = c·γ^{½}(nγ)^μ = g(n, γ)",
+    "docs/math.md §4: Σ_{k=1}^n c·γ^{μ+½}(k^μ − (k−1)^μ) = c·γ^{μ+½}·n^μ = c·γ^{½}(nγ)^μ = g(n, γ)",
 )
 def grda_threshold_telescopes() -> CheckResult:
     c, g, mu = sp.symbols("c gamma mu", positive=True)
@@ -49,7 +49,7 @@ def grda_increment_no_cancellation() -> CheckResult:
 
 @check(
     "grda_paper_convention_offset",
-    "MATH.md §4: paper threshold after n steps is g(n−1, γ) (g(0, γ) = 0); authors' is g(n, γ)",
+    "docs/math.md §4: paper threshold after n steps is g(n−1, γ) (g(0, γ) = 0); authors' is g(n, γ)",
 )
 def grda_paper_convention_offset() -> CheckResult:
     from nets.grda import threshold_closed_form
@@ -141,7 +141,7 @@ def _constrained_solution_exact(w_sgd, U, lam):
 
 @check(
     "constrained_dp_kkt_and_grda_fixed_point",
-    "MATH.md §4 constrained form: KKT z + Uᵀξ = 0, ξ ∈ λ∂‖w‖₁; its solution is a fixed point of gRDA "
+    "docs/math.md §4 constrained form: KKT z + Uᵀξ = 0, ξ ∈ λ∂‖w‖₁; its solution is a fixed point of gRDA "
     "(a = w + ξ: S_λ(a) = w, P₀a = P₀w^SGD, P₁w = P₁w^SGD); the ADMM solver agrees",
 )
 def constrained_dp_kkt_and_grda_fixed_point() -> CheckResult:

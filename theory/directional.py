@@ -1,6 +1,6 @@
 r"""Directional pruning (Chao, Wang, Xing & Cheng, NeurIPS 2020): flat subspace, weighted lasso, constrained form.
 
-Setting (MATH.md §4): ``w^SGD`` a minimum found by SGD, ``H = H(w^SGD)`` its Hessian, ``P₀`` the orthogonal
+Setting (docs/math.md §4): ``w^SGD`` a minimum found by SGD, ``H = H(w^SGD)`` its Hessian, ``P₀`` the orthogonal
 projector onto the eigenvectors with ``|λ| ≤ τ·λ_max`` (the *flat* directions), ``P₁ = I − P₀``.
 
 Two problems are implemented, each labelled with its status:
@@ -15,7 +15,7 @@ Two problems are implemented, each labelled with its status:
   gRDA in a quadratic valley with the threshold frozen at ``λ``: there ``P₀ a = P₀ w₀`` for the dual sum ``a``
   (gradients lie in ``range(H) = range(P₁)``), ``w = S_λ(a)`` means ``a − w ∈ λ∂‖w‖₁``, and a zero gradient
   means ``P₁ w = P₁ w^SGD``; together these are the KKT conditions below. The two forms agree until a
-  coordinate reaches 0 (MATH.md §4); verified numerically in ``tests/theory/test_directional.py``.
+  coordinate reaches 0 (docs/math.md §4); verified numerically in ``tests/theory/test_directional.py``.
 
 KKT conditions of the constrained form (with ``U`` an orthonormal basis of ``range(P₀)``, ``w = w^SGD + U z``):
 ``z + Uᵀξ = 0`` for some ``ξ ∈ λ∂‖w‖₁`` (``ξ_j = λ sign(w_j)`` on the support, ``|ξ_j| ≤ λ`` off it).
@@ -63,7 +63,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: status labels (MATH.md §4)
+#: status labels (docs/math.md §4)
 STATUS: dict[str, str] = {
     "weighted_lasso_dp": "reconstructed: the paper's Definition 1.1 as recalled, not checked against its text",
     "constrained_dp": "ours: our derivation, the exact deterministic limit of gRDA in a quadratic valley",
@@ -122,7 +122,7 @@ class FlatSubspace:
 
 
 def flat_subspace(H: np.ndarray, tau: float = 1e-6) -> FlatSubspace:
-    r"""Flat subspace of a symmetric matrix: eigenvectors with ``|λ| ≤ τ·λ_max`` (MATH.md §4).
+    r"""Flat subspace of a symmetric matrix: eigenvectors with ``|λ| ≤ τ·λ_max`` (docs/math.md §4).
 
     ``λ_max`` is the largest eigenvalue and must be positive (a Hessian at a minimum). Default ``τ = 1e-6``
     (ours: the paper leaves "nearly zero" unspecified; 1e-6 keeps exact zeros of a float64 matrix, whose
@@ -434,7 +434,7 @@ def constrained_dp_admm(
 def projection_ratio(delta: np.ndarray, V: np.ndarray) -> float:
     r"""``‖Vᵀδ‖ / ‖δ‖`` for ``V`` with orthonormal columns (the authors' evidence with ``V`` the top-10 Hessian
     eigenvectors at ``w^SGD`` and ``δ = w^gRDA − w^SGD``; they report ≈ 2–3e−3 for VGG16 and 1e−3 for WRN28x10,
-    MATH.md §4). For comparison, a uniformly random ``δ ∈ R^d`` gives ``≈ √(k/d)``.
+    docs/math.md §4). For comparison, a uniformly random ``δ ∈ R^d`` gives ``≈ √(k/d)``.
 
     >>> projection_ratio(np.array([3.0, 4.0]), np.array([[1.0], [0.0]]))
     0.6

@@ -5,14 +5,13 @@
 directional diagnostics beside their controls (:mod:`nets.directional`). ``prunelimit grda STUDY [options]``
 runs one study of :mod:`nets.grda_study` (options go *after* the study name):
 
-============  ===================================================================================================
-``calibrate``  calibration error table over datasets, schedules and target sparsities (:func:`~nets.grda_study.calibration_study`)
-``pretrained`` gRDA from a trained model vs LOMP, LOMP + fine-tuning and compensated pruning
-``stopping``   the stopping rule against the full schedule over seeds
-``masks``      Jaccard overlap of gRDA masks across data orders, initialisations, schedules and vs LOMP
-``frontier``   sparsity–accuracy points of gRDA/gRDAM variants on MLPs of several widths, beside LOMP
-``valley``     quadratic valleys: gRDA vs the constrained form over τ, vs OBS and magnitude pruning, under noise
-============  ===================================================================================================
+* ``calibrate``: calibration error table over datasets, schedules and target sparsities
+  (:func:`nets.grda_study.calibration_study`);
+* ``pretrained``: gRDA from a trained model vs LOMP, LOMP + fine-tuning and compensated pruning;
+* ``stopping``: the stopping rule against the full schedule over seeds;
+* ``masks``: Jaccard overlap of gRDA masks across data orders, initialisations, schedules and vs LOMP;
+* ``frontier``: sparsity–accuracy points of gRDA/gRDAM variants on MLPs of several widths, beside LOMP;
+* ``valley``: quadratic valleys: gRDA vs the constrained form over τ, vs OBS and magnitude pruning, under noise.
 
 Every command writes ``<study>.json`` (the result, the arguments and :func:`nets.io.provenance`) and
 ``<study>.png`` into ``--out`` (default ``prunelimit-grda`` / ``prunelimit-grda-<study>``), atomically, and
@@ -22,7 +21,6 @@ prints a table. Bad input: exit status 2 and one line naming the option and the 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path

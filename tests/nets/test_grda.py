@@ -1,4 +1,4 @@
-"""Tests of :mod:`nets.grda` against a float64 step-by-step reference written from MATH.md §4."""
+"""Tests of :mod:`nets.grda` against a float64 step-by-step reference written from docs/math.md §4."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# A reference implementation written from MATH.md §4 (the authors' PyTorch semantics), numpy float64,
+# A reference implementation written from docs/math.md §4 (the authors' PyTorch semantics), numpy float64,
 # one parameter at a time, with the threshold accumulated naively: n += 1; a -= lr*grad;
 # T += c*lr^(mu+1/2)*(n^mu - (n-1)^mu); w = sign(a)*max(|a| - T, 0).
 # ----------------------------------------------------------------------------------------------------------
