@@ -14,6 +14,8 @@ says that the loss rises monotonically towards the pruned end. So every diagnost
   (:func:`nets.compensate.compensate`: ``H_SS δ = −(g_S − H_SP w_P)`` by CG on Hessian-vector products);
 * ``compensated_grda_mask``: the same compensation on gRDA's own mask (how good gRDA's support is, given the
   best second-order use of it);
+* ``compensated_reopt``: the LOMP mask compensated and then re-optimised on the true loss (masked L-BFGS; the
+  retraining a pruning-after-training method gets);
 * ``directional``: the constrained directional-pruning solution (:func:`theory.directional.constrained_dp_admm`,
   ours) with the flat subspace at the run's training time (:func:`theory.directional.flat_subspace_at_time`)
   and ``λ`` chosen to match gRDA's sparsity (dense Hessian only);
@@ -369,7 +371,12 @@ class DiagnosticsConfig:
     dropped); ``hessian``: ``"auto"`` (dense up to ``dense_limit`` parameters), ``"dense"`` or ``"lanczos"``;
     ``path_points``: where each path's loss is evaluated; ``bezier_steps``: Adam steps per Bézier fit (0: the
     linear path only); ``cut_multipliers``: the flat-subspace cuts ``|λ| ≤ m/t`` reported (ours: ``m = 1`` is the
-    relaxation time of gRDA's dynamics, ``e^{−λt}``); ``compensation``/``directional``: compute those controls.
+    relaxation time of gRDA's dynamics, ``e^{−λt}``); ``compensation``/``directional``: compute those controls
+    (``compensation_steps > 0`` adds ``compensated_reopt``: the LOMP mask compensated and then re-optimised by
+    that many L-BFGS loss-and-gradient evaluations on the kept weights, default 100);
+    ``samples``: use a fixed random subset of this many training samples for the Hessian, the losses and the
+    paths (default: all; for large datasets, where every path point is a pass over the data). Under Lanczos the
+    largest ``k`` sets the cost (about ``2k`` HVPs per restart).
     """
 
     top_ks: tuple[int, ...] = (1, 10, 50, 200)
@@ -379,7 +386,9 @@ class DiagnosticsConfig:
     bezier_steps: int = 200
     cut_multipliers: tuple[float, ...] = (0.1, 1.0, 10.0)
     compensation: bool = True
+    compensation_steps: int = 100
     directional: bool = True
+    samples: int | None = None
 
     def __post_init__(self) -> None:
         if not self.top_ks:
@@ -393,6 +402,9 @@ class DiagnosticsConfig:
         check_int("bezier_steps", self.bezier_steps, minimum=0)
         for m in self.cut_multipliers:
             check_real("cut_multipliers[i]", m, minimum=0.0, open_min=True)
+        if self.samples is not None:
+            check_int("samples", self.samples, minimum=1)
+        check_int("compensation_steps", self.compensation_steps, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -459,7 +471,8 @@ class DirectionalDiagnostics:
             "config": {"top_ks": list(c.top_ks), "hessian": c.hessian, "dense_limit": c.dense_limit,
                        "path_points": c.path_points, "bezier_steps": c.bezier_steps,
                        "cut_multipliers": list(c.cut_multipliers), "compensation": c.compensation,
-                       "directional": c.directional},
+                       "compensation_steps": c.compensation_steps, "directional": c.directional,
+                       "samples": c.samples},
             "seconds": self.seconds, "notes": self.notes,
         }
 
@@ -478,11 +491,11 @@ class DirectionalDiagnostics:
         return "\n".join(lines)
 
 
-def _eval_points(data: Any, model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor],
-                                                      Callable[[torch.Tensor], float]]:
+def _eval_points(data: Any, model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]
+                 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], float]]:
     from nets.data import fixed_batches
 
-    train_loss = functional_loss(model, fixed_batches(data.train_eval, 4096))
+    train_loss = functional_loss(model, batches)
     test = fixed_batches(data.test, 4096)
 
     def test_acc(w: torch.Tensor) -> float:
@@ -559,7 +572,13 @@ def directional_diagnostics(
     if not top_ks:
         raise ValueError(f"every top_k in {config.top_ks} is >= the number of parameters D={D}")
     batches = fixed_batches(data.train_eval, 4096)
-    loss, test_acc = _eval_points(data, model_sgd)
+    if config.samples is not None and config.samples < sum(len(y) for _, y in batches):
+        X = torch.cat([x for x, _ in batches])
+        Y = torch.cat([y for _, y in batches])
+        idx = torch.randperm(len(Y), generator=generator)[: config.samples].sort().values
+        batches = [(X[idx[i:i + 4096]], Y[idx[i:i + 4096]]) for i in range(0, len(idx), 4096)]
+        notes.append(f"Hessian, losses and paths on a fixed random subset of {config.samples} training samples")
+    loss, test_acc = _eval_points(data, model_sgd, batches)
 
     say("hessian")
     eig = hessian_eigen(model_sgd, batches, top=max(top_ks), method=config.hessian, dense_limit=config.dense_limit,
@@ -580,11 +599,15 @@ def directional_diagnostics(
     points["magnitude"] = w_mag
     extra["magnitude"] = {}
     if config.compensation:
-        from nets.compensate import compensate
+        from nets.compensate import CompensationConfig, compensate
 
         say("compensation")
-        for name, masks in (("compensated", lomp), ("compensated_grda_mask", masks_of(model_grda))):
-            res = compensate(model_sgd, masks, batches)
+        todo = [("compensated", lomp, CompensationConfig()),
+                ("compensated_grda_mask", masks_of(model_grda), CompensationConfig())]
+        if config.compensation_steps > 0:
+            todo.append(("compensated_reopt", lomp, CompensationConfig(steps=config.compensation_steps)))
+        for name, masks, ccfg in todo:
+            res = compensate(model_sgd, masks, batches, config=ccfg)
             points[name] = flat_parameters(res.model)
             extra[name] = {"compensation": res.to_dict()}
     seconds["controls"] = time.perf_counter() - t0

@@ -15,7 +15,20 @@ Two problems are implemented, each labelled with its status:
   gRDA in a quadratic valley with the threshold frozen at ``λ``: there ``P₀ a = P₀ w₀`` for the dual sum ``a``
   (gradients lie in ``range(H) = range(P₁)``), ``w = S_λ(a)`` means ``a − w ∈ λ∂‖w‖₁``, and a zero gradient
   means ``P₁ w = P₁ w^SGD``; together these are the KKT conditions below. The two forms agree until a
-  coordinate reaches 0 (docs/math.md §4); verified numerically in ``tests/theory/test_directional.py``.
+  coordinate reaches 0 (docs/math.md §4); verified numerically in ``tests/theory/test_directional.py``. Past
+  that point (:func:`weighted_lasso_limit`) the weighted lasso cannot represent sign flips and is off by
+  several per cent: :func:`weighted_lasso_dp` warns, and the constrained form is the reference.
+
+What the measurements of issue 13 added (all **[ours]**):
+
+* :func:`flat_subspace_at_time` — with small nonzero eigenvalues and no spectral gap no fixed ``τ`` matches
+  gRDA at every training time; the cut ``|λ| ≤ 1/t`` (``t = Σγ_n``, the relaxation time ``e^{−λt}``) does, to
+  within one eigenvalue of the best cut (:func:`tau_sweep` reports the answer over a range of ``τ``);
+* :func:`support_agreement` — under gradient noise the supports of replicate runs and of the reference differ
+  in a fraction of runs: report the exact-agreement rate and the mismatch counts, not only a relative error;
+* :func:`valley_comparison` — directional pruning against exact OBS (:mod:`theory.quadratic`) and magnitude
+  pruning at matched sparsity in a quadratic valley, where all are exact (``proofs_check.directional``:
+  ``dp_vs_obs_rank_one_valley``, ``obs_free_iff_flat_completion``).
 
 KKT conditions of the constrained form (with ``U`` an orthonormal basis of ``range(P₀)``, ``w = w^SGD + U z``):
 ``z + Uᵀξ = 0`` for some ``ξ ∈ λ∂‖w‖₁`` (``ξ_j = λ sign(w_j)`` on the support, ``|ξ_j| ≤ λ`` off it).
@@ -520,14 +533,14 @@ def tau_sweep(H: np.ndarray, w_sgd: np.ndarray, lam: float, taus: np.ndarray,
 
 @dataclass(frozen=True)
 class ValleyComparison:
-    """Loss increases at matched sparsity in a quadratic valley ``L(w) = L(w^SGD) + ½(w − w^SGD)ᵀH(w − w^SGD)``.
+    """Loss increases at matched sparsity in a quadratic valley ``f(w) = ½(w − w_min)ᵀH(w − w_min)``.
 
     ``points``: ``"grda"`` (if given), ``"directional"`` (the constrained form at ``lam``), ``"magnitude"``
     (the ``kept_count`` largest ``|w^SGD|``, nothing else moves), ``"obs_magnitude"`` (the same support with the
-    optimal compensation of the kept weights, exact OBS: :meth:`theory.quadratic.QuadraticModel.compensated_weights`)
-    and ``"obs_directional_support"`` (the optimal compensation on the directional solution's support).
-    ``loss_increase[name]`` is ``½ dᵀHd``; ``kept_count`` is that of gRDA's point (or of the directional
-    solution when no gRDA point is given).
+    best compensation of the kept weights, exact OBS: the minimiser of ``f`` on the support,
+    :meth:`theory.quadratic.QuadraticModel.compensated_weights`) and ``"obs_directional_support"`` (the same on
+    the directional solution's support). ``loss_increase[name]`` is ``f(w) − f(w^SGD)``; ``kept_count`` is that
+    of gRDA's point (or of the directional solution when no gRDA point is given).
     """
 
     kept_count: int
@@ -545,11 +558,13 @@ class ValleyComparison:
 
 
 def valley_comparison(H: np.ndarray, w_sgd: np.ndarray, *, lam: float, flat: FlatSubspace,
-                      w_grda: np.ndarray | None = None) -> ValleyComparison:
+                      w_grda: np.ndarray | None = None, w_min: np.ndarray | None = None) -> ValleyComparison:
     r"""Directional pruning against OBS in a quadratic valley (issue 13, requirement 5; ours).
 
-    With ``H`` PSD and ``w^SGD`` a minimum (``H(w^SGD − w*) = 0``) the loss increase of any point is
-    ``½ dᵀHd``, ``d = w − w^SGD``, so every method is exact here. What the derivation gives
+    ``f(w) = ½(w − w_min)ᵀH(w − w_min)`` with ``w_min`` a minimiser (default ``w^SGD``, i.e. SGD has converged:
+    ``H(w^SGD − w*) = 0``; pass ``w_min`` when it has not, e.g. after a finite training time without a spectral
+    gap — then ``f(w^SGD + d) − f(w^SGD) = gᵀd + ½dᵀHd`` with the gradient ``g`` at ``w^SGD``, which the
+    increases include). Every method is exact here. What the derivation gives when ``w^SGD`` is a minimum
     (``proofs_check.directional``: ``dp_vs_obs_rank_one_valley``, ``obs_free_iff_flat_completion``):
 
     * in an exact null space the constrained solution never raises the loss (``d ∈ range(P₀) = null(H)``), so
@@ -564,7 +579,10 @@ def valley_comparison(H: np.ndarray, w_sgd: np.ndarray, *, lam: float, flat: Fla
     from theory.quadratic import QuadraticModel
 
     w_sgd = _check_inputs(w_sgd, flat, lam)
-    qm = QuadraticModel(H, w_sgd)
+    centre = w_sgd if w_min is None else np.asarray(w_min, dtype=np.float64).reshape(-1)
+    if centre.shape != w_sgd.shape:
+        raise ValueError(f"w_min must have length {w_sgd.size}, got {centre.size}")
+    qm = QuadraticModel(H, centre)
     dp = constrained_dp_admm(w_sgd, flat, lam).w
     points: dict[str, np.ndarray] = {}
     if w_grda is not None:
@@ -574,8 +592,10 @@ def valley_comparison(H: np.ndarray, w_sgd: np.ndarray, *, lam: float, flat: Fla
         points["grda"] = w_grda
     points["directional"] = dp
     k = int(np.count_nonzero(points.get("grda", dp)))
-    mag = qm.magnitude_support(k)
+    mag = np.zeros(w_sgd.size, dtype=bool)
+    mag[np.argsort(-np.abs(w_sgd), kind="stable")[:k]] = True  # the k largest |w^SGD|, ties to the smaller index
     points["magnitude"] = np.where(mag, w_sgd, 0.0)
     points["obs_magnitude"] = qm.compensated_weights(mag)
     points["obs_directional_support"] = qm.compensated_weights(dp != 0)
-    return ValleyComparison(k, float(lam), points, {n: qm.loss_increase(w) for n, w in points.items()})
+    base = qm.loss_increase(w_sgd)
+    return ValleyComparison(k, float(lam), points, {n: qm.loss_increase(w) - base for n, w in points.items()})

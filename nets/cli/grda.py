@@ -124,15 +124,21 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    help="calibrate c so that gRDA ends at this fraction of zero prunable weights (±2 pp)")
     _add_calibration(g)
     g.add_argument("--top-k", type=positive(int), nargs="+", default=[1, 10, 50, 200],
-                   help="k of the projection ratio onto the top-k Hessian eigenvectors (default 1 10 50 200)")
+                   help="k of the projection ratio onto the top-k Hessian eigenvectors (default 1 10 50 200; "
+                        "under Lanczos the largest k sets the cost)")
     g.add_argument("--hessian", choices=("auto", "dense", "lanczos"), default="auto",
                    help="dense Hessian (all eigenpairs; auto up to --dense-limit parameters) or block Lanczos (top-k)")
     g.add_argument("--dense-limit", type=positive(int), default=3000,
                    help="largest parameter count for the dense Hessian under --hessian auto (default 3000)")
+    g.add_argument("--diagnostic-samples", type=positive(int), default=None,
+                   help="Hessian, losses and paths on a fixed random subset of this many training samples "
+                        "(default: all; set it for large datasets)")
     g.add_argument("--path-points", type=positive(int), default=21, help="points on each path (default 21)")
     g.add_argument("--bezier-steps", type=nonneg_int, default=200,
                    help="Adam steps fitting each Bézier control point (default 200; 0: linear paths only)")
     g.add_argument("--no-compensation", action="store_true", help="skip the compensated-pruning controls")
+    g.add_argument("--compensation-steps", type=nonneg_int, default=100,
+                   help="L-BFGS evaluations of the re-optimised compensated control (default 100; 0: skip it)")
     g.add_argument("--no-directional", action="store_true", help="skip the constrained directional-pruning control")
     g.add_argument("--no-diagnostics", action="store_true", help="train and report sparsity/accuracy only")
     g.add_argument("--stopping-window", type=positive(int), default=None,
@@ -157,8 +163,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(p, out_default="prunelimit-grda-pretrained")
     p.add_argument("--targets", type=open_fraction, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95],
                    help="target sparsities (default 0.5 0.7 0.8 0.9 0.95)")
-    p.add_argument("--finetune-epochs", type=positive(int), default=20, help="gRDA epochs from the pretrained model (20)")
-    p.add_argument("--finetune-lr", type=positive(float), default=0.01, help="gRDA learning rate there (default 0.01)")
+    p.add_argument("--finetune-epochs", type=positive(int), default=40, help="gRDA epochs from the pretrained model (40)")
+    p.add_argument("--finetune-lr", type=positive(float), default=0.1,
+                   help="gRDA learning rate there (default 0.1, the training rate: see nets.grda_study.pretrained_study)")
     p.add_argument("--finetune-schedule", choices=("constant", "step", "cosine"), default="cosine",
                    help="gRDA schedule there (default cosine)")
     p.add_argument("--reopt-steps", type=nonneg_int, default=100,
@@ -203,7 +210,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--times", type=positive(float), nargs="+", default=[20.0, 200.0],
                    help="training times t = N·gamma (default 20 200)")
     p.add_argument("--dim", type=positive(int), default=8, help="dimension d (default 8)")
-    p.add_argument("--lam", type=positive(float), default=0.3, help="final threshold lambda (default 0.3)")
+    p.add_argument("--lams", type=positive(float), nargs="+", default=[0.3, 0.8],
+                   help="final thresholds lambda (default 0.3 0.8)")
     p.add_argument("--gamma", type=positive(float), default=1e-3, help="step size of the deterministic runs (1e-3)")
     p.add_argument("--noise", type=nonneg_float, default=0.1, help="gradient noise sigma (default 0.1)")
     p.add_argument("--noise-gamma", type=positive(float), default=4e-3, help="step size of the noisy runs (4e-3)")
@@ -402,7 +410,7 @@ def _plot_valley(res: Any, path: Path) -> None:
         for r in (r for r in res.rows if r["spectrum"] == spectrum):
             taus = [p["tau"] for p in r["sweep"]]
             line, = a.plot(taus, [p["relative_error"] for p in r["sweep"]], lw=0.8,
-                           label=f"seed {r['seed']}, t={r['t']:g}")
+                           label=f"seed {r['seed']}, t={r['t']:g}, λ={r['lam']:g}")
             a.axvline(r["time_cut"]["tau"], color=line.get_color(), ls=":", lw=0.8)
         a.set(xscale="log", yscale="log", xlabel="τ (cut |λ| ≤ τ λ_max); dotted: 1/(λ_max t)",
               ylabel="‖w_DP(τ) − w_gRDA‖/‖w_gRDA‖", title=f"{spectrum} spectrum")
@@ -440,7 +448,9 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     diag = None if args.no_diagnostics else DiagnosticsConfig(
         top_ks=tuple(args.top_k), hessian=args.hessian, dense_limit=args.dense_limit, path_points=args.path_points,
-        bezier_steps=args.bezier_steps, compensation=not args.no_compensation, directional=not args.no_directional)
+        bezier_steps=args.bezier_steps, compensation=not args.no_compensation,
+        compensation_steps=args.compensation_steps, directional=not args.no_directional,
+        samples=args.diagnostic_samples)
     rule = StoppingRule(window=args.stopping_window) if args.stopping_window else StoppingRule()
     res = compare(_setup(args), _config(args, grda_c=args.c), target_sparsity=args.target_sparsity,
                   calibration=CalibrationConfig(tolerance=args.tolerance, max_runs=args.max_runs), diagnostics=diag,
@@ -514,7 +524,7 @@ def _run_valley(args: argparse.Namespace) -> int:
 
     if args.dim < 4:
         return _error(args, f"--dim must be >= 4 (the null-space valleys have rank 3), got --dim {args.dim}")
-    res = valley_study(seeds=args.seeds, times=args.times, d=args.dim, lam=args.lam, gamma=args.gamma,
+    res = valley_study(seeds=args.seeds, times=args.times, d=args.dim, lams=args.lams, gamma=args.gamma,
                        noise=args.noise, noise_gamma=args.noise_gamma, replicates=args.replicates,
                        progress=_progress(args))
     _write(args, "valley", res, _plot_valley)

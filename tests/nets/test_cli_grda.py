@@ -22,7 +22,7 @@ def _read(out, name):
 def test_compare_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["grda", "--out", str(out), "--epochs", "3", "--hidden", "4", "--top-k", "1", "3", "--bezier-steps", "2",
-               "--path-points", "4", "--c", "0.05", "--no-progress"])
+               "--path-points", "4", "--c", "0.05", "--compensation-steps", "3", "--no-progress"])
     assert rc == 0
     rec = _read(out, "grda")
     res = rec["result"]
@@ -35,7 +35,8 @@ def test_compare_end_to_end(tmp_path, capsys):
     total = sum(s * n for s, n in zip(sp["per_tensor"].values(), (256, 4, 40, 10)))
     assert sp["all_parameters"] == pytest.approx(total / sp["n_parameters"], rel=1e-12)
     d = res["diagnostics"]
-    assert set(d["points"]) == {"grda", "magnitude", "compensated", "compensated_grda_mask", "directional", "random"}
+    assert set(d["points"]) == {"grda", "magnitude", "compensated", "compensated_grda_mask", "compensated_reopt",
+                                "directional", "random"}
     assert d["hessian_method"] == "dense" and set(d["barrier_definitions"]) == {"barrier_endpoints",
                                                                               "barrier_interpolation", "rise"}
     assert d["training_time"] == pytest.approx(0.1 * 3 * 43)  # 1347 samples / 32 = 43 steps per epoch
@@ -75,7 +76,7 @@ def test_compare_with_target_sparsity_and_lanczos(tmp_path):
           "--target-sparsity", "0.5"], "masks", lambda r: {"data_order", "init", "vs_lomp"} <= set(r["groups"])),
         (["frontier", "--epochs", "2", "--widths", "6", "--variants", "grdam-cosine-wd", "--targets", "0.5"],
          "frontier", lambda r: r["points"][0]["variant"] == "grdam-cosine-wd"),
-        (["valley", "--seeds", "0", "--times", "2", "--replicates", "3", "--gamma", "0.01", "--noise-gamma", "0.02"],
+        (["valley", "--seeds", "0", "--times", "2", "--replicates", "3", "--gamma", "0.01", "--noise-gamma", "0.02", "--lams", "0.3"],
          "valley", lambda r: len(r["rows"]) == 2),
     ],
     ids=["calibrate", "pretrained", "stopping", "masks", "frontier", "valley"],

@@ -123,14 +123,15 @@ def test_mask_overlap_on_known_masks():
 def test_diagnostics_with_controls(tiny):
     data, m1, m2 = tiny
     before = [p.detach().clone() for p in m1.parameters()]
-    cfg = DiagnosticsConfig(top_ks=(1, 4, 1000), path_points=5, bezier_steps=2)
+    cfg = DiagnosticsConfig(top_ks=(1, 4, 1000), path_points=5, bezier_steps=2, compensation_steps=5)
     d = directional_diagnostics(m1, m2, data, training_time=50.0, config=cfg, generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(before, m1.parameters()))  # the caller's model is untouched
-    assert set(d.points) == {"grda", "magnitude", "compensated", "compensated_grda_mask", "directional", "random"}
+    assert set(d.points) == {"grda", "magnitude", "compensated", "compensated_grda_mask", "compensated_reopt",
+                             "directional", "random"}
     assert sorted(d.random_expectation) == [1, 4]  # k >= D is dropped
     g = d.points["grda"]
     # every pruned control sits at gRDA's kept fraction of the prunable weights
-    for name in ("magnitude", "compensated", "compensated_grda_mask", "directional"):
+    for name in ("magnitude", "compensated", "compensated_grda_mask", "compensated_reopt", "directional"):
         assert d.points[name].kept_fraction == pytest.approx(g.kept_fraction, abs=1.5 / d.n_prunable), name
     assert d.points["random"].distance == pytest.approx(g.distance, rel=1e-12)
     # the reference values: dense Hessian, numpy projections, the true loss
@@ -154,8 +155,10 @@ def test_diagnostics_with_controls(tiny):
     flat_mask = torch.cat([lomp[n].reshape(-1) if n in lomp else torch.ones(p.numel(), dtype=torch.bool)
                            for n, p in m1.named_parameters()])
     assert d.points["magnitude"].distance == pytest.approx(float((mag - mag * flat_mask).norm()), rel=1e-12)
-    assert d.points["compensated"].extra["compensation"]["loss_after"] <= \
-        d.points["compensated"].extra["compensation"]["loss_pruned"] + 1e-12
+    for name in ("compensated", "compensated_reopt"):
+        c = d.points[name].extra["compensation"]
+        assert c["loss_after"] <= c["loss_pruned"] + 1e-12
+    assert d.points["compensated_reopt"].extra["compensation"]["optimizer_evaluations"] <= 5
     # JSON-ready and a summary with the random expectation line
     out = d.to_dict()
     assert out["barrier_definitions"] == BARRIER_DEFINITIONS and "random expectation" in d.summary()

@@ -374,3 +374,22 @@ def test_obs_cannot_compensate_a_diagonal_hessian():
     np.testing.assert_array_equal(cmp_.points["obs_magnitude"], cmp_.points["magnitude"])  # prunes w_3 = 0.2
     assert cmp_.loss_increase["magnitude"] == pytest.approx(0.5 * 2.0 * 0.2**2)
     assert cmp_.loss_increase["directional"] == 0.0
+
+
+def test_obs_comparison_away_from_the_minimum_includes_the_gradient():
+    """w^SGD not a minimum (finite training time without a spectral gap): increases are f(w) − f(w^SGD) of the
+    true quadratic, and OBS is the minimiser of f on the magnitude support (zero gradient on the kept set)."""
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((6, 6))
+    H = A @ A.T / 6 + 0.1 * np.eye(6)
+    w_min = rng.standard_normal(6)
+    w_sgd = w_min + 0.3 * rng.standard_normal(6)
+    f = lambda w: 0.5 * (w - w_min) @ H @ (w - w_min)  # noqa: E731
+    cmp_ = valley_comparison(H, w_sgd, lam=0.2, flat=flat_subspace(H, tau=0.2), w_min=w_min)
+    for name, w in cmp_.points.items():
+        assert cmp_.loss_increase[name] == pytest.approx(f(w) - f(w_sgd), rel=1e-10, abs=1e-14)
+    obs, mag = cmp_.points["obs_magnitude"], cmp_.points["magnitude"]
+    kept = mag != 0
+    assert np.array_equal(obs != 0, kept) and kept.sum() == cmp_.kept_count
+    np.testing.assert_allclose((H @ (obs - w_min))[kept], 0.0, atol=1e-12)
+    assert cmp_.loss_increase["obs_magnitude"] <= cmp_.loss_increase["magnitude"]
