@@ -38,6 +38,15 @@ Our additions (not in the authors' code; each documented where it is implemented
   ``T_n`` as the rest of its group. The authors keep a per-parameter CPU counter, so such a parameter's
   threshold lags behind forever.
 
+Tools around the optimizer (ours; issue 13, answering the directional-pruning reviews):
+
+* **sparsity on target** — :func:`calibrate` / :func:`calibrate_training`: the ``c`` for which a run with a
+  given schedule ends at a target sparsity, from the exact identity ``s(c) = F_c(c·Φ_N)`` (docs/math.md §4.1);
+* **a stopping rule** — :class:`StoppingRule` as a :func:`nets.train.train` callback (:class:`StoppingCallback`,
+  :func:`train_with_stopping`);
+* **from a pretrained model** — nothing special is needed: the dual sums start at the model's current weights
+  (``a₀ = w₀``), so ``c = 0`` continues the pretrained weights' SGD trajectory exactly and ``c > 0`` prunes it.
+
 The dual accumulator ``a`` is kept in the parameter dtype by default: it plays exactly the role the weights
 play in SGD (a running sum of ``-γ d_n``), so it has the same rounding behaviour as SGD's own weights and
 costs the same memory as an SGD momentum buffer. ``float64_accumulator=True`` keeps it in float64 (twice the
