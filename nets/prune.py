@@ -17,7 +17,6 @@ smaller flat index is kept. Weights outside ``within`` (already pruned) are rank
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ from torch.nn.utils import prune as torch_prune
 
 from nets.params import copy_model, flatten, prunable_parameters, unflatten_like
 from theory.limits import kept_count
-from theory.validation import check_fraction, check_int, check_torch_generator
+from theory.validation import check_fraction, check_torch_generator
 
 __all__ = [
     "Masks",
