@@ -35,7 +35,10 @@ def _available() -> dict[str, tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = _available()
+    from nets.io import package_version
+
     parser = argparse.ArgumentParser(prog="prunelimit", description="How sparse can this network be pruned?")
+    parser.add_argument("--version", action="version", version=f"prunelimit {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = argv[0] if argv and argv[0] in commands else None
     for name, (mod, help_) in commands.items():

@@ -303,6 +303,13 @@ def diagnose(
             out.append(LimitWarning("untrained", f"the dense model's training loss {tr.loss:.3f} is at least ln C = "
                                     f"{ln_c:.3f} (the loss of a uniform guess): train it first or pass the trained "
                                     "--checkpoint"))
+    if tr.accuracy is not None and tr.accuracy >= 0.999 and tr.loss < 0.01 and tolerance.eps < 0.01:
+        out.append(LimitWarning(
+            "interpolation", f"the dense model fits its training set (accuracy {tr.accuracy:.4f}, loss {tr.loss:.2g}) "
+            f"and eps = {tolerance.eps:.2g} is tiny: near interpolation the loss is far from quadratic on the scale "
+            "that pruning moves the weights, and the spectral predictions of the fundamental limit are least "
+            "reliable (bench/limits_trained.py: errors up to ~0.2 there); read the measured limits, or pass a larger "
+            "--eps for a looser criterion"))
     if gradient_term_at_prediction is not None and abs(gradient_term_at_prediction) > tolerance.eps:
         out.append(LimitWarning(
             "not-stationary", f"w* is not a stationary point of the loss: the gradient term −g_P·w_P of pruning to the "
