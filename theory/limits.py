@@ -66,7 +66,7 @@ METHODS: tuple[str, ...] = ("free", "flat")
 HESSIAN_SPACES: tuple[str, ...] = ("prunable", "all")
 
 #: Default prediction method: the authors' flat formula. On 60 trained networks (``bench/limits_trained.py``:
-#: digits and teacher-student MLPs, widths 32–512, depth 1–3, ℓ1 λ ∈ {0, 1e-3, 1e-2}, 2 seeds) its mean |error|
+#: digits and teacher-student MLPs, widths 32–512, depth 1–3, ℓ1 λ ∈ {0, 1e-3, 1e-2}, 2 seeds) its mean absolute error
 #: against the measured fundamental limit was 0.032 (worst 0.175) against 0.035 (worst 0.200) for ``"free"``;
 #: our free threshold is better on Haar-rotated synthetic spectra but not on real eigenbases (docs/guide.md §4).
 DEFAULT_METHOD = "flat"

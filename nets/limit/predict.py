@@ -49,9 +49,9 @@ __all__ = ["PredictionConfig", "FundamentalPrediction", "MagnitudePrediction", "
 #: Predictions of the magnitude-pruning limit.
 MAGNITUDE_METHODS: tuple[str, ...] = ("taylor", "haar")
 #: The primary prediction of the fundamental limit (:data:`theory.limits.DEFAULT_METHOD`, chosen by
-#: bench/limits_trained.py: mean |error| 0.032 flat vs 0.035 free on 60 trained networks).
+#: bench/limits_trained.py: mean absolute error 0.032 flat vs 0.035 free on 60 trained networks).
 DEFAULT_FUNDAMENTAL_METHOD = DEFAULT_METHOD
-#: The primary prediction of the magnitude-pruning limit (bench/limits_trained.py: Taylor mean |error| 0.009,
+#: The primary prediction of the magnitude-pruning limit (bench/limits_trained.py: Taylor mean absolute error 0.009,
 #: worst 0.053; Haar 0.040, worst 0.128).
 DEFAULT_MAGNITUDE_METHOD = "taylor"
 
