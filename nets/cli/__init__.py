@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "spectrum": ("nets.cli.spectrum", "Hessian spectrum (SLQ) of a network"),
     "limit": ("nets.cli.limit", "predicted vs actual pruning limit of a network"),
     "grda": ("nets.cli.grda", "train with gRDA vs SGD and report directional-pruning diagnostics"),
+    "experiment": ("nets.cli.experiment", "regenerate a figure or table of the pruning-limit paper (or all of them)"),
 }
 
 
