@@ -12,7 +12,6 @@ the SLQ standard error of ``ρ*``), clipped to ``[0, 1]``. Its width is therefor
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 

@@ -77,7 +77,7 @@ class Context:
         self._progress = progress
         self._data: dict[str, DataSplit] = {}
         self._models: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-        self._analyses: dict[str, Analysis] = {}
+        self._analyses: dict[str, Analysis | None] = {}
         self._stores: dict[str, CellStore] = {}
         self._t0 = time.perf_counter()
 
@@ -143,10 +143,14 @@ class Context:
         model_params: Any,
         within: Masks | None = None,
         settings: AnalysisSettings | None = None,
-    ) -> Analysis:
+        allow_failure: bool = False,
+    ) -> Analysis | None:
         """The (cached) :func:`~nets.experiments.analysis.analyze` of ``model``, identified by ``model_params``.
 
-        ``model`` may be a function returning the network, called only when the analysis is not cached.
+        ``model`` may be a function returning the network, called only when the analysis is not cached. With
+        ``allow_failure=True`` an analysis that is undefined for this network (a ``ValueError`` such as
+        ``ε = 0`` when every per-batch loss is 0) is stored as such and ``None`` is returned, so that a rerun
+        does not retry it; otherwise the error propagates.
         """
         settings = self.analysis_settings(spec) if settings is None else settings
         params = {"model": model_params, "analysis": settings.to_dict(), "seed": seed, "tag": tag,
@@ -156,11 +160,17 @@ class Context:
             def compute() -> dict[str, Any]:
                 self.log(f"{spec.key} seed {seed}: limit analysis ({tag})")
                 net = model if isinstance(model, nn.Module) else model()
-                return analyze(net, self.data(spec), settings, seed=seed, within=within,
-                               extra_levels=self.baseline_levels(), device=self.device).to_dict()
+                try:
+                    return analyze(net, self.data(spec), settings, seed=seed, within=within,
+                                   extra_levels=self.baseline_levels(), device=self.device).to_dict()
+                except ValueError as exc:
+                    if not allow_failure:
+                        raise
+                    self.log(f"{spec.key} seed {seed}: the analysis ({tag}) is undefined: {exc}")
+                    return {"failed": str(exc)}
 
-            self._analyses[key] = Analysis.from_dict(
-                self.shared.compute("analysis", f"{spec.key}-seed{seed}-{tag}", params, compute))
+            rec = self.shared.compute("analysis", f"{spec.key}-seed{seed}-{tag}", params, compute)
+            self._analyses[key] = None if "failed" in rec else Analysis.from_dict(rec)
         return self._analyses[key]
 
     def base_analysis(self, spec: ModelSpec, seed: int) -> Analysis:

@@ -12,6 +12,7 @@ paper's figure: ℓ2 raises the threshold, and improves Rare Gems).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from nets.experiments.common import figure_grid, mean_std, pm, seeds_text
 from nets.experiments.context import Context, config_params
 from nets.experiments.iterative import nonzero_masks
 from nets.experiments.report import Outcome, Verdict
+from nets.raregems import GemMinerConfig
 from nets.params import flatten, prunable_parameters
 from nets.train import train
 
@@ -32,6 +34,17 @@ REPRODUCES = "the paper's figure of the threshold with/without ℓ2 regularisati
 
 def _norm(model: torch.nn.Module) -> float:
     return float(flatten([p.detach() for _, p in prunable_parameters(model)]).double().norm())
+
+
+#: The authors' Gem-Miner search length on CIFAR-10: 150 epochs of ⌈50000/128⌉ = 391 steps.
+AUTHORS_SEARCH_STEPS = 150 * 391
+
+
+def matched_l2(ctx: Context, spec: Any) -> float:
+    """The score λ whose total pull ``Σ_steps 2λ·lr`` over this search equals the authors' (ours): their λ times
+    their number of search steps over ours (both under the same cosine lr schedule)."""
+    steps = ctx.scale.gem_epochs * math.ceil(len(ctx.data(spec).train) / GemMinerConfig(1.0).batch_size)
+    return ctx.scale.gem_score_l2 * AUTHORS_SEARCH_STEPS / steps
 
 
 def run(ctx: Context) -> Outcome:
@@ -58,13 +71,17 @@ def run(ctx: Context) -> Outcome:
                              **{f"predicted_removed_{m}": 1 - an.predicted[m]["kept_fraction"] for m in ("flat", "free", "magnitude")},
                              "measured_removed_lomp_loss": None if an.measured_kept("loss") is None else 1 - an.measured_kept("loss"),
                              "test_acc": an.dense["test_acc"], "weight_norm": norm, "eps": an.eps})
-            for lam in (sc.gem_score_l2, 0.0):
+            lams = {"λ = 0": 0.0, "λ = authors'": sc.gem_score_l2, "λ = matched": matched_l2(ctx, spec)}
+            tickets = {}
+            for label, lam in lams.items():
                 ticket, info = rare_gems_ticket(ctx, spec, seed, level, lam)
-                masks = nonzero_masks(ticket)
+                masks = tickets[label] = nonzero_masks(ticket)
                 ta = ctx.analysis(spec, seed, ticket, tag=f"raregems-l2{lam:g}", within=masks,
                                   model_params={"ticket": {"spec": spec.key, "seed": seed, "kept": level, "score_l2": lam,
                                                            "gem_epochs": sc.gem_epochs, "ft_epochs": sc.gem_finetune_epochs}})
-                rows.append({"model": spec.key, "seed": seed, "part": "Rare Gems", "setting": f"score ℓ2 λ = {lam:g}",
+                same = all(torch.equal(masks[k], tickets["λ = 0"][k]) for k in masks)
+                rows.append({"model": spec.key, "seed": seed, "part": "Rare Gems", "setting": f"Rare Gems, score ℓ2 {label}",
+                             "score_l2": lam, "same_ticket_as_lambda_0": same,
                              **{f"predicted_removed_{m}": 1 - ta.predicted[m]["kept_fraction"] for m in ("flat", "free", "magnitude")},
                              "measured_removed_lomp_loss": None if ta.measured_kept("loss") is None else 1 - ta.measured_kept("loss"),
                              "test_acc": info["test_acc"], "gem_test_acc": info["gem_test_acc"], "weight_norm": _norm(ticket),
@@ -85,28 +102,35 @@ def run(ctx: Context) -> Outcome:
         return {spec.key: tuple(mean_std(r[key] for r in rows if r["model"] == spec.key and r["setting"] == s)[0]
                                 for s in (with_, without)) for spec in ctx.specs}
 
-    l1, l1l2, gem_on, gem_off = settings
+    l1, l1l2, gem_off, gem_authors, gem_matched = settings
     dense = compare("predicted_removed_flat", l1l2, l1)
-    gems = compare("predicted_removed_flat", gem_on, gem_off)
-    gems_acc = compare("test_acc", gem_on, gem_off)
 
     def better(d: dict[str, tuple[float | None, float | None]]) -> bool | None:
         if any(a is None or b is None for a, b in d.values()):
             return None
         return all(a > b for a, b in d.values())
 
+    def gem_verdict(setting: str, key: str, what: str) -> Verdict:
+        d = compare(key, setting, gem_off)
+        same = [r["same_ticket_as_lambda_0"] for r in rows if r["setting"] == setting]
+        holds = None if all(same) else better(d)
+        lam = pm((r["score_l2"] for r in rows if r["setting"] == setting), 4)
+        return Verdict(f"ℓ2 (Gem-Miner's score regulariser, {setting.split('score ℓ2 ')[1]}) {what}",
+                       f"mean {key.replace('_', ' ')} of the fine-tuned ticket with λ > 0 > with λ = 0, every network "
+                       "(ours); inconclusive when the regulariser leaves every ticket unchanged",
+                       holds, "; ".join(f"{k}: {a:.3f} vs {b:.3f}" for k, (a, b) in d.items())
+                       + f" (λ {lam}; identical tickets in {sum(same)} of {len(same)} runs)")
+
     verdicts = [
         Verdict("ℓ2 regularisation increases the pruning threshold (more can be removed)",
                 "mean predicted removed fraction (flat) with ℓ1 + ℓ2 > with ℓ1 alone, every network (ours)", better(dense),
                 "; ".join(f"{k}: {a:.3f} with ℓ2 vs {b:.3f} without" for k, (a, b) in dense.items())
                 + f" ({seeds_text(ctx.seeds)})"),
-        Verdict("ℓ2 (Gem-Miner's score regulariser) increases Rare Gems' threshold",
-                "mean predicted removed fraction (flat) of the fine-tuned ticket with λ > 0 > with λ = 0, every network (ours)",
-                better(gems), "; ".join(f"{k}: {a:.3f} vs {b:.3f}" for k, (a, b) in gems.items())),
-        Verdict("ℓ2 (Gem-Miner's score regulariser) improves Rare Gems' accuracy",
-                "mean test accuracy of the fine-tuned ticket with λ > 0 > with λ = 0, every network (ours)",
-                better(gems_acc), "; ".join(f"{k}: {a:.3f} vs {b:.3f}" for k, (a, b) in gems_acc.items())),
+        gem_verdict(gem_authors, "predicted_removed_flat", "increases Rare Gems' threshold"),
+        gem_verdict(gem_matched, "predicted_removed_flat", "increases Rare Gems' threshold"),
+        gem_verdict(gem_matched, "test_acc", "improves Rare Gems' accuracy"),
     ]
+    gems = compare("predicted_removed_flat", gem_matched, gem_off)
     fig, axes = figure_grid(len(ctx.specs))
     for ax, spec in zip(axes, ctx.specs):
         x = np.arange(len(settings))
@@ -120,9 +144,12 @@ def run(ctx: Context) -> Outcome:
         ax.set_title(spec.label, fontsize=9)
     axes[0].legend(fontsize=7)
     headline = ("predicted removed (flat) with/without ℓ2: " + "; ".join(f"{k} {a:.3f}/{b:.3f}" for k, (a, b) in dense.items())
-                + f"; Rare Gems λ>0/λ=0: " + "; ".join(f"{k} {a:.3f}/{b:.3f}" for k, (a, b) in gems.items()))
+                + "; Rare Gems matched λ / λ=0: " + "; ".join(f"{k} {a:.3f}/{b:.3f}" for k, (a, b) in gems.items()))
     notes = [f"Dense: same initialisation and data order; λ₂ = {sc.l2:g} added to the dense recipe's ℓ1.",
              f"Rare Gems at kept fraction {level:.4g}: the ticket's threshold is predicted within its surviving "
              "weights and reported relative to all N weights (so it is at least 1 − kept).",
+             "Score regulariser: λ = 0, the authors' λ, and a 'matched' λ (ours) = the authors' λ × (their 150 epochs × "
+             "391 steps) / (this search's epochs × steps per epoch), which gives the regulariser the same total pull "
+             "on the scores as in the authors' CIFAR run (the authors' λ over a short search barely moves them).",
              "Removed fraction = 1 − kept fraction: larger = more can be pruned."]
     return Outcome(NAME, TITLE, REPRODUCES, rows, table, verdicts, headline, notes, figure=fig)

@@ -18,7 +18,7 @@ from typing import Any
 
 from nets.io import atomic_open, atomic_write_json, atomic_write_text, jsonable, provenance
 
-__all__ = ["Verdict", "Outcome", "FILES", "write_outcome", "write_report", "markdown_table", "fmt"]
+__all__ = ["Verdict", "Outcome", "FILES", "write_outcome", "write_report", "render_png", "markdown_table", "fmt"]
 
 #: The files of one experiment's folder.
 FILES: dict[str, str] = {"csv": "results.csv", "json": "results.json", "png": "figure.png", "md": "summary.md"}
@@ -96,7 +96,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None)
     if not rows:
         return "(no rows)"
     cols = columns or list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(str(c).replace("|", "\\|") for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(fmt(r.get(c)).replace("|", "\\|") for c in cols) + " |")
     return "\n".join(lines)
@@ -135,11 +135,21 @@ def _summary_md(outcome: Outcome, meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_outcome(folder: str | Path, outcome: Outcome, meta: dict[str, Any]) -> dict[str, Path]:
+def render_png(figure: Any, dpi: int = 110) -> bytes | None:
+    """The PNG bytes of a matplotlib figure (``None`` for no figure)."""
+    if figure is None:
+        return None
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def write_outcome(folder: str | Path, outcome: Outcome, meta: dict[str, Any], png: bytes | None = None) -> dict[str, Path]:
     """Write ``outcome`` into ``folder`` (created): CSV, JSON (with ``meta`` and provenance), PNG, summary.
 
     ``meta`` carries ``scale``, ``models``, ``seeds``, ``device``, ``wall_seconds``, ``cells_computed``,
-    ``cells_cached`` and ``settings`` (the scale's settings used).
+    ``cells_cached`` and ``settings`` (the scale's settings used). ``png``: the figure already rendered by
+    :func:`render_png` (rendered here when not given).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,9 +172,10 @@ def write_outcome(folder: str | Path, outcome: Outcome, meta: dict[str, Any]) ->
         "provenance": provenance(meta.get("device")),
     }
     paths["json"] = atomic_write_json(folder / FILES["json"], jsonable(record), indent=1)
-    if outcome.figure is not None:
+    png = render_png(outcome.figure) if png is None else png
+    if png is not None:
         with atomic_open(folder / FILES["png"], "wb") as fh:
-            outcome.figure.savefig(fh, format="png", dpi=110)
+            fh.write(png)
         paths["png"] = folder / FILES["png"]
     elif (folder / FILES["png"]).exists():
         os.unlink(folder / FILES["png"])  # a stale figure of an earlier run would contradict the new results
@@ -199,12 +210,15 @@ def write_report(out: str | Path, order: list[str] | None = None, title: str = "
     recs = _load_results(out, order or [])
     md = [f"# {title}", "", "Each experiment regenerates one figure or table of *How Sparse Can We Prune A Deep "
           "Network* (Zhang et al., NeurIPS 2024) on the data at hand, and says whether the paper's claim holds.",
-          "Kept fraction ρ = k/N (the final paper's pruning ratio); removed fraction = 1 − ρ.", "",
-          "| experiment | reproduces | claims | wall time | headline |", "|---|---|---|---|---|"]
+          "Kept fraction ρ = k/N (the final paper's pruning ratio); removed fraction = 1 − ρ.",
+          "Wall time = the latest run of the experiment; cells = computed in it / read from earlier runs (a resumed "
+          "run reads finished cells, so its time is not the cost of computing them).", "",
+          "| experiment | reproduces | claims | wall time | cells | headline |", "|---|---|---|---|---|---|"]
     for r in recs:
         status = "; ".join(v["status"] for v in r["verdicts"]) or "—"
         md.append(f"| [{r['experiment']}]({r['_folder']}/{FILES['md']}) | {r['reproduces']} | {status} | "
-                  f"{r['run']['wall_seconds']:.0f} s | {r['headline']} |")
+                  f"{r['run']['wall_seconds']:.0f} s | {r['run']['cells_computed']}/{r['run']['cells_cached']} | "
+                  f"{r['headline'].replace('|', chr(92) + '|')} |")
     md.append("")
     for r in recs:
         folder = out / r["_folder"]
@@ -219,13 +233,15 @@ def write_report(out: str | Path, order: list[str] | None = None, title: str = "
     e = html.escape
     body = [f"<h1>{e(title)}</h1>", "<p>Each experiment regenerates one figure or table of <i>How Sparse Can We Prune "
             "A Deep Network</i> (Zhang et al., NeurIPS 2024) on the data at hand, and says whether the paper's claim "
-            "holds. Kept fraction &rho; = k/N; removed fraction = 1 &minus; &rho;.</p>",
-            "<table><tr><th>experiment</th><th>reproduces</th><th>claims</th><th>wall time</th><th>headline</th></tr>"]
+            "holds. Kept fraction &rho; = k/N; removed fraction = 1 &minus; &rho;. Wall time = the latest run of the "
+            "experiment; cells = computed in it / read from earlier runs.</p>",
+            "<table><tr><th>experiment</th><th>reproduces</th><th>claims</th><th>wall time</th><th>cells</th>"
+            "<th>headline</th></tr>"]
     for r in recs:
         status = "; ".join(v["status"] for v in r["verdicts"]) or "—"
         body.append(f"<tr><td><a href=\"{e(r['_folder'])}/{FILES['md']}\">{e(r['experiment'])}</a></td>"
                     f"<td>{e(r['reproduces'])}</td><td>{e(status)}</td><td>{r['run']['wall_seconds']:.0f} s</td>"
-                    f"<td>{e(r['headline'])}</td></tr>")
+                    f"<td>{r['run']['cells_computed']}/{r['run']['cells_cached']}</td><td>{e(r['headline'])}</td></tr>")
     body.append("</table>")
     for r in recs:
         folder = out / r["_folder"]

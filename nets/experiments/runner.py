@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nets.experiments.context import Context
-from nets.experiments.report import Outcome, write_outcome, write_report
+from nets.experiments.report import Outcome, render_png, write_outcome, write_report
 from nets.experiments.scales import get_scale
 
 __all__ = ["Experiment", "EXPERIMENTS", "ExperimentRecord", "run_experiment", "run_all", "make_context",
@@ -105,6 +105,7 @@ def run_experiment(name: str, ctx: Context, *, report: bool = True) -> Experimen
     t0 = time.perf_counter()
     ctx.log(f"[{name}] start")
     outcome = exp.run(ctx)
+    png = render_png(outcome.figure)
     wall = time.perf_counter() - t0
     computed = ctx.shared.computed + own.computed - before[0]
     cached = ctx.shared.cached + own.cached - before[1]
@@ -113,7 +114,7 @@ def run_experiment(name: str, ctx: Context, *, report: bool = True) -> Experimen
         "device": ctx.device, "wall_seconds": wall, "cells_computed": computed, "cells_cached": cached,
         "settings": ctx.scale.to_dict(),
     }
-    paths = write_outcome(ctx.out / name, outcome, meta)
+    paths = write_outcome(ctx.out / name, outcome, meta, png=png)
     if report:
         write_report(ctx.out, list(EXPERIMENTS))
     ctx.log(f"[{name}] done in {wall:.1f} s: {outcome.headline}")

@@ -14,7 +14,6 @@ binning-free companion; ``TV(init, trained)`` (same run) gives the scale of a re
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import numpy as np
 import torch

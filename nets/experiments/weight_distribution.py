@@ -13,7 +13,6 @@ axes were not available).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
