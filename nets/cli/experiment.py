@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local folder holding cifar-10-batches-py, cifar-100-python, tiny-imagenet-200 "
                              "(--scale paper); nothing is downloaded")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
+    parser.add_argument("--jobs", type=positive(int), default=1,
+                        help="with 'all': compute in this many processes, each taking a share of the networks "
+                             "(default 1; 2 uses both cores of the cpu scale's budget); results are the same")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_threads_argument(parser)
 
@@ -98,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        records = run_all(ctx) if args.name == "all" else [run_experiment(args.name, ctx)]
+        records = (run_all(ctx, jobs=args.jobs, quiet_workers=args.quiet) if args.name == "all"
+                   else [run_experiment(args.name, ctx)])
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ __all__ = ["ModelSpec", "Scale", "SCALES", "get_scale"]
 class ModelSpec:
     """One network of a scale: ``model`` (a :func:`nets.models.build_model` name) on ``data`` (a
     :func:`nets.data.load_dataset` name), with the options of both, the training overrides of its dense run and
-    its Hessian subset (``None``: the whole training set)."""
+    its Hessian subset (``None``: the whole training set). ``cost`` is its relative compute cost, used only to
+    share the networks between worker processes (``jobs``); it does not change any result."""
 
     key: str
     model: str
@@ -35,9 +36,12 @@ class ModelSpec:
     train: dict[str, Any] = field(default_factory=dict)
     hessian_samples: int | None = None
     slq_steps: int | None = None
+    cost: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields that determine results (``cost`` left out: it only schedules work)."""
         d = dataclasses.asdict(self)
+        d.pop("cost")
         d["model_kwargs"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_kwargs.items()}
         return d
 
@@ -169,7 +173,7 @@ CPU = Scale(
     models=(
         ModelSpec("mlp-digits", "mlp", "digits", "MLP 64-32-10 / digits", model_kwargs={"hidden": (32,)}),
         ModelSpec("cnn-digits", "cnn", "digits", "CNN (2 conv + linear) / digits", data_options={"as_image": True},
-                  hessian_samples=256),
+                  hessian_samples=256, cost=2.0),
         ModelSpec("mlp-ts", "mlp", "teacher-student", "MLP 32-64-10 / teacher-student",
                   model_kwargs={"hidden": (64,)}),
     ),

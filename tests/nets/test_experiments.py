@@ -159,6 +159,25 @@ def test_one_experiment_with_model_and_seed_selection(tmp_path, capsys):
     assert "loss-vs-ratio" in capsys.readouterr().out
 
 
+def test_parallel_workers_give_the_same_results(tmp_path):
+    """``jobs=2`` computes the cells in two processes (one network each) and assembles the same outputs."""
+    import dataclasses
+
+    from nets.experiments.runner import make_context, run_all
+
+    tiny = get_scale("tiny")
+    spec2 = dataclasses.replace(tiny.models[0], key="mlp-ts-wide", model_kwargs={"hidden": (12,)}, label="wide")
+    scale = dataclasses.replace(tiny, models=(tiny.models[0], spec2))
+    names = ["bound-gap"]
+    serial = run_all(make_context(scale, tmp_path / "serial", seeds=2), names)
+    parallel = run_all(make_context(scale, tmp_path / "parallel", seeds=2), names, jobs=2, quiet_workers=True)
+    for a, b in zip(serial, parallel):
+        assert a.outcome.rows == b.outcome.rows
+        rec = json.loads((tmp_path / "parallel" / a.name / FILES["json"]).read_text())
+        assert set(rec["run"]["workers"]) == {"mlp-ts", "mlp-ts-wide"}
+        assert rec["run"]["cells_computed"] == a.cells_computed
+
+
 @pytest.mark.parametrize("argv,message", [
     (["experiment", "all", "--scale", "paper"], "--data-root"),
     (["experiment", "tv-distance", "--scale", "tiny", "--seeds", "1"], "needs seeds >= 2"),
