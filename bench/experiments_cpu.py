@@ -2,8 +2,9 @@
 
 Runs the command in a fresh output folder (nothing cached) as a subprocess and reports
 
-* the total wall time, the CPU time of the process (user + system, from ``getrusage``) and their ratio (how
-  much CPU the run actually got on a shared machine: 1.0 = one full core; the run uses one torch thread);
+* the total wall time, the CPU time of the processes (user + system, from ``getrusage``) and their ratio (how
+  much CPU the run actually got on a shared machine: 1.0 = one full core; each process uses one torch thread,
+  ``--jobs`` processes, default 2);
 * each experiment's wall time and cells computed, read back from its ``results.json`` (the shared dense
   networks and analyses are paid by the first experiment that needs them);
 * as the peer measured in the same run: the same command again on the now-filled folder (everything is read
@@ -16,7 +17,7 @@ load average before and after is recorded. One fresh run takes minutes, so there
 
 Usage::
 
-    python bench/experiments_cpu.py [--quick] [--json PATH] [--keep DIR]
+    python bench/experiments_cpu.py [--quick] [--json PATH] [--keep DIR] [--jobs N]
 
 ``--quick`` runs one network and two seeds (a smoke test of the benchmark itself, not the issue's number).
 """
@@ -69,13 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one network, two seeds (smoke test)")
     ap.add_argument("--json", type=Path, default=None, help="write the measurements here")
     ap.add_argument("--keep", type=Path, default=None, help="run into this (empty or new) folder and keep it")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes of `experiment all` (default 2: two cores)")
     args = ap.parse_args(argv)
 
     out = args.keep if args.keep is not None else Path(tempfile.mkdtemp(prefix="bench-experiments-"))
     if out.exists() and any(out.iterdir()):
         ap.error(f"--keep folder {out} is not empty (the benchmark needs a fresh run)")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "nets.cli", "experiment", "all", "--scale", "cpu", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "nets.cli", "experiment", "all", "--scale", "cpu", "--out", str(out), "--quiet",
+           "--jobs", str(args.jobs)]
     if args.quick:
         cmd += ["--models", "mlp-digits", "--seeds", "2"]
     load0 = os.getloadavg()[0]
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         run = first[n]["run"]
         print(f"{n:<20} {run['wall_seconds']:8.1f} {run['cells_computed']:6d}  "
               + "; ".join(v["status"] for v in first[n]["verdicts"]))
-    record = {"command": cmd, "fresh_wall_seconds": wall, "fresh_cpu_seconds": cpu, "resumed_wall_seconds": wall2,
+    record = {"command": cmd, "jobs": args.jobs, "fresh_wall_seconds": wall, "fresh_cpu_seconds": cpu,
+              "resumed_wall_seconds": wall2,
               "resumed_cpu_seconds": cpu2, "loadavg_before": load0, "loadavg_after": load1, "quick": args.quick,
               "experiments": {n: {"wall_seconds": first[n]["run"]["wall_seconds"],
                                   "cells_computed": first[n]["run"]["cells_computed"],

@@ -14,24 +14,24 @@ regulariser, so that the relaxed mask moves towards a sparse one:
     \frac{\partial}{\partial p_j} \approx a_j\, w_{0,j}\, \frac{\partial \ell}{\partial (w_0 \odot m)_j}
         + 2 \lambda p_j,\qquad p \leftarrow \operatorname{clip}_{[0,1]}(p).
 
-*Sparsity-preserving annealing* (the authors' "iterative freezing"): every ``iter_period`` epochs the active
-weights with the lowest scores are frozen at zero, so that the active fraction follows the geometric schedule
-``ρ^{j/J}`` (``j = 1, …, J``, ``J = ⌊(E − 1)/iter_period⌋``) and reaches the target kept fraction ``ρ``
-*exactly* (``⌈ρN⌉`` weights, :func:`theory.limits.kept_count`) after the last freeze; a weight once frozen is
-never revived. The mask of the ticket is the final active set (the authors' ``unflag_before_finetune``:
-weights of the active set whose score the regulariser pushed below ½ are restored), so the ticket has exactly
-the target sparsity. The ticket is then fine-tuned: its weights are trained from ``w₀`` with the mask fixed
-(:func:`nets.prune.fine_tune`).
+*Annealing to the target sparsity* (the "sparsity-preserving annealing" of our brief; the authors' code calls
+it iterative thresholding, ``algo: hc_iter`` with ``prune_type: BottomK``): every ``iter_period`` epochs the
+active weights with the lowest scores are frozen at zero, so that the active fraction follows the geometric
+schedule ``ρ^{j/J}`` (``j = 1, …, J``, ``J = ⌊(E − 1)/iter_period⌋``, their ``get_prune_rate``) and reaches the
+target kept fraction ``ρ`` *exactly* (``⌈ρN⌉`` weights, :func:`theory.limits.kept_count`) after the last
+freeze; a weight once frozen is never revived. The mask of the ticket is the final active set (the authors'
+``unflag_before_finetune``: weights of the active set whose score the regulariser pushed below ½ are
+restored), so the ticket has exactly the target sparsity. The ticket is then fine-tuned: its weights are
+trained from ``w₀`` with the mask fixed (:func:`nets.prune.fine_tune`).
 
-Sources of the hyperparameters (each default below says which): the published description of Gem-Miner
-(scores on the hypercube, rounding, straight-through gradients, ℓ2 regulariser, iterative freezing to a
-target sparsity, fine-tuning) and the authors' public configuration for ResNet-20 / CIFAR-10
-(github.com/ksreenivasan/pruning_is_enough, README "Sample Config": ``score_init: unif``,
-``quantize_threshold: 0.5``, ``regularization: L2`` with ``lmbda: 0.0001``, ``iter_period: 5``,
-``prune_type: BottomK``, ``unflag_before_finetune: True``, SGD ``lr 0.1`` cosine, momentum 0.9, no weight
-decay, batch 128, 150 epochs; fine-tuning ``fine_tune_lr 0.01`` multistep, milestones [80, 120] of 150, ×0.1).
-The body of the paper was not available to us (only its abstract and the authors' code and configurations);
-this module is our implementation from that description, not a port of their code.
+Sources. Of the paper's text only the abstract and introduction were available to us (the search tool returns
+only the opening of its full-text copies); the method above is the one of the authors' public code and
+configuration (github.com/ksreenivasan/pruning_is_enough: README "Sample Config" for ResNet-20 / CIFAR-10,
+``utils/conv_type.py``, ``utils/net_utils.py``), read for its algorithm and reimplemented here, not ported. Hyperparameters, each
+named where it is defined below: ``score_init: unif``, ``quantize_threshold: 0.5``, ``regularization: L2``
+(``λ‖p‖²₂``) with ``lmbda: 0.0001``, ``iter_period: 5``, ``prune_type: BottomK``, ``unflag_before_finetune:
+True``, SGD ``lr 0.1`` cosine, momentum 0.9, no weight decay, batch 128, 150 epochs; fine-tuning
+``fine_tune_lr 0.01``, multistep at [80, 120] of 150 epochs, ×0.1 (their ``get_scheduler`` defaults).
 
 Deviations (ours): the weights keep the model's own initialisation (the authors' configuration draws
 "signed constant" weights; the pruning-limit paper's networks use Kaiming normal); BatchNorm keeps its

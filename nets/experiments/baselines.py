@@ -141,7 +141,8 @@ def run(ctx: Context) -> Outcome:
         ok = [l is not None and o is not None and l >= o for l, o in pairs.values()]
         verdicts.append(Verdict(
             f"LOMP beats {other} at high sparsity",
-            f"mean test accuracy of LOMP ≥ {other}'s at the two highest sparsities ({', '.join(f'{100 * (1 - q):.1f} %' for q in high)}), "
+            f"mean test accuracy of LOMP ≥ {other}'s at the two highest sparsities "
+            f"({', '.join(f'{100 * (1 - q):.1f} %' for q in high)}), "
             "every network (ours)",
             all(ok),
             "; ".join(f"{k} @ {100 * (1 - q):.1f} %: LOMP {l:.3f} vs {o:.3f}" if l is not None and o is not None

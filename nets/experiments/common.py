@@ -67,7 +67,8 @@ def spearman(x: Iterable[float], y: Iterable[float]) -> float:
     return float(spearmanr(xs, ys).statistic)
 
 
-def figure_grid(n: int, *, cols: int = 3, width: float = 4.2, height: float = 3.2, rows_per_panel: int = 1) -> tuple[Any, list[Any]]:
+def figure_grid(n: int, *, cols: int = 3, width: float = 4.2, height: float = 3.2,
+                rows_per_panel: int = 1) -> tuple[Any, list[Any]]:
     """A matplotlib ``Figure`` (no pyplot state) with ``n`` panels (``rows_per_panel`` axes stacked in each)."""
     from matplotlib.figure import Figure
 

@@ -83,8 +83,8 @@ def make_context(
 ) -> Context:
     """A :class:`~nets.experiments.context.Context` for ``scale`` (a name or a :class:`Scale`; validated before
     any work)."""
-    return Context(scale if isinstance(scale, Scale) else get_scale(scale), out, models=models, seeds=seeds, data_root=data_root, device=device,
-                   progress=progress)
+    return Context(scale if isinstance(scale, Scale) else get_scale(scale), out, models=models, seeds=seeds,
+                   data_root=data_root, device=device, progress=progress)
 
 
 def check_runnable(names: Sequence[str], ctx: Context) -> None:

@@ -76,12 +76,13 @@ def _plot(ctx: Context, analyses: dict[str, Any]) -> Any:
 
 
 def run(ctx: Context) -> Outcome:
-    rows, first = [], {}
+    rows, first, limits = [], {}, {}
     for spec in ctx.specs:
         for seed in ctx.seeds:
             a = ctx.base_analysis(spec, seed)
             rows.append(_row(spec, seed, a))
             first.setdefault(spec.key, a)
+            limits[f"{spec.key}/seed{seed}"] = a.limits()
     table = []
     for spec in ctx.specs:
         rs = [r for r in rows if r["model"] == spec.key]
@@ -120,4 +121,5 @@ def run(ctx: Context) -> Outcome:
         "authors' code); '—' where no level qualifies (their code crashed there).",
         f"ε = standard deviation of the per-batch training loss (batch {ctx.scale.analysis.eps_batch_size}).",
     ]
-    return Outcome(NAME, TITLE, REPRODUCES, rows, table, verdicts, headline, notes, figure=_plot(ctx, first))
+    return Outcome(NAME, TITLE, REPRODUCES, rows, table, verdicts, headline, notes,
+                   raw={"two_limits": limits}, figure=_plot(ctx, first))

@@ -97,7 +97,8 @@ def run(ctx: Context) -> Outcome:
     for spec in ctx.specs:
         rs = [r for r in rows if r["model"] == spec.key]
         table.append({"network": spec.label, "pairs": len(rs), f"TV ({B} bins)": pm(r["tv"] for r in rs),
-                      f"TV ({B // 2})": pm(r[f"tv_{B // 2}_bins"] for r in rs), f"TV ({2 * B})": pm(r[f"tv_{2 * B}_bins"] for r in rs),
+                      f"TV ({B // 2})": pm(r[f"tv_{B // 2}_bins"] for r in rs),
+                      f"TV ({2 * B})": pm(r[f"tv_{2 * B}_bins"] for r in rs),
                       "sampling floor": pm(r["sampling_floor"] for r in rs), "KS": pm(r["ks"] for r in rs),
                       "TV init vs trained": pm(r["tv_init_vs_trained_a"] for r in rs)})
     tv = {spec.key: mean_std(r["tv"] for r in rows if r["model"] == spec.key)[0] for spec in ctx.specs}

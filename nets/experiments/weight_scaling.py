@@ -133,7 +133,8 @@ def run(ctx: Context) -> Outcome:
     t = trend("fixed Hessian", "predicted_flat")
     headline = ("Spearman(c, ρ*) fixed Hessian: " + ", ".join(f"{k} {v:+.2f}" for k, v in t.items() if v is not None)
                 + "; measured after retraining: " + ", ".join(
-                    f"{k} {v:+.2f}" if v is not None else f"{k} —" for k, v in trend("scaled + retrained", "measured_lomp_loss").items()))
+                    f"{k} {v:+.2f}" if v is not None else f"{k} —"
+                    for k, v in trend("scaled + retrained", "measured_lomp_loss").items()))
     notes = ["fixed Hessian = the paper's experiment (theory.limits.magnitude_scaling on the trained spectrum); the "
              "scaled networks are analysed afresh (own spectrum, ε and LOMP sweep).",
              f"Retraining: {ctx.scale.retrain_epochs} epochs of the dense recipe (ℓ1 included) from c·w*.",
