@@ -8,17 +8,15 @@ resumable cell).
 The two limits of the package (docs/math.md §2.1) are reported side by side:
 
 * **fundamental** (compensated) limit: predicted by ``free`` (ours) and ``flat`` (the authors' formula) of
-  :func:`theory.limits.pruning_limit`; its measurement needs compensated pruning (the lead's two-limits work,
-  issue 9) and is ``None`` here until that lands;
-* **magnitude-pruning** (LOMP, uncompensated) limit: predicted by the uncompensated Haar-model value
-  ``min{ρ : ½ R(ρ)² Tr(H)/N ≤ ε}`` (:attr:`theory.limits.PruningLimit.uncompensated_bound`), measured by the
-  LOMP sweep (:func:`nets.prune.magnitude_sweep`) under the theory's criterion (training loss ``≤ L(w*) + ε``),
-  the accuracy criterion (test accuracy ``≥`` dense ``−`` tolerance) and the authors' criterion (test accuracy
-  strictly above dense, least qualifying level).
+  :func:`theory.limits.pruning_limit`, measured by compensated pruning (the pipeline's primary measurement, the
+  quadratic OBS step);
+* **magnitude-pruning** (LOMP, uncompensated) limit: predicted by the pipeline's primary magnitude prediction
+  (the Taylor model; the Haar model ``min{ρ : ½ R(ρ)² Tr(H)/N ≤ ε}`` for pruned networks), measured by LOMP
+  under the theory's criterion (training loss ``≤ L(w*) + ε``), the accuracy criterion (test accuracy ``≥``
+  dense ``−`` tolerance) and the authors' criterion (test accuracy strictly above dense, least qualifying level).
 
-This module is the one place that talks to the limit pipeline: when ``nets.limit.estimate_pruning_limit``
-returns both limits (``LimitResult.fundamental`` / ``.magnitude``, each ``.predicted`` and ``.measured``),
-:func:`analyze` maps that result onto :class:`Analysis` and no experiment changes.
+This module is the one place that talks to the limit pipeline: dense networks go through
+``nets.limit.estimate_pruning_limit`` and :func:`analyze` maps its result onto :class:`Analysis`.
 
 ``within`` (a mask set) analyses a pruned network in the space of its surviving weights: the Hessian is the
 compression ``P_Aᵀ H P_A`` onto the active coordinates ``A`` and ``R(ρ)`` runs over the active weights; every
@@ -46,7 +44,7 @@ from nets.prune import Masks, magnitude_sweep, remove_masks
 from nets.train import evaluate
 from numerics.operators import LinearOperator
 from numerics.slq import slq
-from theory.limits import pruning_limit
+from theory.limits import haar_magnitude_limit, pruning_limit
 from theory.spectrum import Spectrum
 from theory.validation import check_choice, check_fraction, check_int, check_real
 
@@ -193,9 +191,10 @@ class Analysis:
         The LOMP sweep: ``kept_fraction``, ``kept_count``, ``train_loss``, ``train_acc``, ``test_loss``,
         ``test_acc`` per level.
     measured:
-        ``{"loss" | "accuracy" | "authors_strict": ActualLimit.to_dict()}`` (nets.limit.actual_limit).
+        ``{"loss" | "accuracy" | "authors_strict": {...}}``: each criterion's limit (``kept_fraction``: the least
+        level from which every denser level qualifies; ``kept_fraction_any``: the least qualifying level).
     fundamental_measured:
-        The measured compensated limit, ``None`` until compensated pruning is available (module docstring).
+        The measured compensated limit (dense networks; ``None`` for a pruned one).
     seconds:
         Wall time per stage.
     """
@@ -277,18 +276,54 @@ def _limit_record(lim: Any, scale: float) -> dict[str, Any]:
     }
 
 
+def _pipeline_data(model: nn.Module, data: DataSplit, dev: torch.device, dtype: torch.dtype) -> Any:
+    from nets.limit.data import prepare_data
+
+    return prepare_data(model, data, device=dev, dtype=dtype)
+
+
 def hessian_operator(model: nn.Module, data: DataSplit, settings: AnalysisSettings, *,
                      generator: torch.Generator) -> HessianOperator:
     """The Hessian of the mean cross-entropy over the prunable weights of ``model`` (at its parameters now, on
     their device) over the analysis's Hessian data: the un-augmented training set, or the fixed random subset
-    of ``settings.hessian_samples`` samples drawn from ``generator`` (:func:`nets.limit.hessian_batches`). The
-    graphs are cached when they fit (exact products, ``cache_graph="auto"``)."""
-    from nets.limit import hessian_batches
+    of ``settings.hessian_samples`` samples drawn from ``generator`` (:func:`nets.limit.spectrum.hessian_batches`,
+    the pipeline's). The graphs are cached when they fit (exact products, ``cache_graph="auto"``)."""
+    from nets.limit import SpectrumConfig
+    from nets.limit.spectrum import hessian_batches
 
     p = next(iter(model.parameters()))
-    hess = hessian_batches(data.train_eval, settings.hessian_batch_size, samples=settings.hessian_samples,
-                           generator=generator, device=p.device, dtype=p.dtype)
-    return HessianOperator(model, nn.CrossEntropyLoss(), hess, cache_graph="auto")
+    pdata = _pipeline_data(model, data, p.device, p.dtype)
+    cfg = SpectrumConfig(batch_size=settings.hessian_batch_size, samples=settings.hessian_samples)
+    return HessianOperator(model, nn.CrossEntropyLoss(), hessian_batches(pdata, cfg, generator), cache_graph="auto")
+
+
+def _grid_limit(rho: np.ndarray, ok: np.ndarray, counts: np.ndarray, criterion: str, description: str,
+                threshold: float) -> dict[str, Any]:
+    """A measured limit on a grid: the least level from which every denser level qualifies (the pipeline's
+    convention), and the least qualifying level (the authors' reading)."""
+    order = np.argsort(-rho, kind="stable")
+    best = None
+    for i in order:
+        if not ok[i]:
+            break
+        best = int(i)
+    any_idx = np.nonzero(ok)[0]
+    kf = None if best is None else float(rho[best])
+    return {"criterion": criterion, "description": description, "threshold": float(threshold), "kept_fraction": kf,
+            "kept_count": None if best is None else int(counts[best]),
+            "kept_fraction_any": float(rho[any_idx].min()) if any_idx.size else None,
+            "removed_fraction": None if kf is None else 1.0 - kf, "n_levels": int(ok.size)}
+
+
+def _level_metrics(work: nn.Module, train_batches: Any, test_batches: Any, levels: Any) -> dict[str, Any]:
+    """LOMP metrics of ``work`` at the given kept fractions (the pipeline's magnitude ranking and count rule)."""
+    def evaluate_fn(pruned: nn.Module) -> dict[str, float]:
+        trl, tra = evaluate(pruned, train_batches)
+        tel, tea = evaluate(pruned, test_batches)
+        return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
+
+    sw = magnitude_sweep(work, list(levels), evaluate_fn)
+    return {"kept_fraction": sw.kept_fractions, "kept_count": sw.kept_counts, **sw.metrics}
 
 
 def analyze(
@@ -303,30 +338,38 @@ def analyze(
 ) -> Analysis:
     """The limit analysis of ``model`` (never modified; a copy is used) on ``data`` (module docstring).
 
-    ``seed`` seeds the SLQ probes and the Hessian subset; ``extra_levels`` adds kept fractions to the sweep grid
-    (e.g. a comparison table's sparsities).
+    A dense network (``within=None``) goes through :func:`nets.limit.estimate_pruning_limit` itself (oracle
+    off): the predictions (``magnitude`` is the pipeline's primary magnitude-pruning prediction, the Taylor
+    model), the LOMP measurement (its grid, refined by bisection) and the measured fundamental limit are the
+    pipeline's. A pruned network (``within``) is analysed in the space of its surviving weights by SLQ on the
+    restricted Hessian (the pipeline has no mask option): free/flat and the Haar magnitude prediction, the LOMP
+    sweep on a grid, no compensated measurement. ``seed`` seeds the SLQ probes and the Hessian subset;
+    ``extra_levels`` adds kept fractions to the sweep (e.g. a comparison table's sparsities).
     """
-    from nets.limit import actual_limit, dense_loss_std
+    from nets.limit.tolerance import ToleranceConfig, estimate_tolerance
 
     if not isinstance(settings, AnalysisSettings):
         raise TypeError(f"settings must be an AnalysisSettings, got {type(settings).__name__}")
     seed = check_int("seed", seed, minimum=0)
     first = next(iter(model.parameters()))
     dev = torch.device(device) if device is not None else first.device
+    dtype = first.dtype
+    if within is None:
+        return _analyze_dense(model, data, settings, seed=seed, extra_levels=extra_levels, dev=dev)
     work = remove_masks(copy_model(model)).to(dev)
     work.eval()
     for p in work.parameters():
         p.requires_grad_(True)
-    dtype = first.dtype
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
     train_batches = [(x.to(dev, dtype), y.to(dev)) for x, y in fixed_batches(data.train_eval, 1024)]
     test_batches = [(x.to(dev, dtype), y.to(dev)) for x, y in fixed_batches(data.test, 1024)]
-    train_loss, train_acc = evaluate(work, train_batches)
-    test_loss, test_acc = evaluate(work, test_batches)
-    dense = {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
-    eps = dense_loss_std(work, data.train_eval, settings.eps_batch_size).eps
+    pdata = _pipeline_data(work, data, dev, dtype)
+    tol = estimate_tolerance(work, pdata, ToleranceConfig(batch_size=settings.eps_batch_size))
+    dense = {"train_loss": tol.train.loss, "train_acc": tol.train.accuracy,
+             "test_loss": tol.test.loss, "test_acc": tol.test.accuracy}
+    eps = tol.eps
     timings["eps"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -336,9 +379,8 @@ def analyze(
     n = op.shape[0]
     w = flatten([p.detach() for _, p in prunable_parameters(work)]).to("cpu", torch.float64)
     index = active_index(work, within)
-    if index is not None:
-        op = RestrictedOperator(op, index)
-        w = w[index]
+    op = RestrictedOperator(op, index)
+    w = w[index]
     n_active = op.shape[0]
     res = slq(op, steps=min(settings.slq_steps, n_active), n_probes=settings.slq_probes, generator=generator)
     timings["spectrum"] = time.perf_counter() - t0
@@ -349,46 +391,37 @@ def analyze(
     lims = {m: pruning_limit(res.spectrum, wn, eps, method=m, eta=settings.eta, negative=settings.negative)
             for m in ("free", "flat")}
     predicted = {m: _limit_record(lim, scale) for m, lim in lims.items()}
-    mag = lims["free"].uncompensated_bound
-    predicted["magnitude"] = {**predicted["free"], "kept_fraction": mag * scale, "kept_fraction_lower": mag * scale,
-                              "kept_fraction_upper": mag * scale, "stderr": None, "kept_fraction_active": mag,
-                              "band_kinematic": None, "band_dimension": None, "band_slq": None}
+    haar = haar_magnitude_limit(res.spectrum, wn, eps)
+    mag = haar.kept_fraction
+    predicted["magnitude"] = {**predicted["free"], "method": "haar", "kept_fraction": mag * scale,
+                              "kept_fraction_lower": mag * scale, "kept_fraction_upper": mag * scale,
+                              "stderr": haar.stderr * scale, "kept_fraction_active": mag, "band_kinematic": None,
+                              "band_dimension": None, "band_slq": None}
     grid_local = np.asarray(lims["free"].curves.kept_fraction)
     R2 = np.asarray(lims["free"].curves.R) ** 2
     curves = {"kept_fraction": (grid_local * scale).tolist(), "free": lims["free"].curves.loss_increase.tolist(),
               "flat": lims["flat"].curves.loss_increase.tolist(),
-              "magnitude": (0.5 * R2 * lims["free"].mean_eigenvalue).tolist()}
+              "magnitude": (0.5 * R2 * haar.mean_eigenvalue).tolist()}
     timings["limit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     grid = sweep_grid(settings.sweep_step, extra_levels)
-    grid = grid[grid <= scale + 1e-12] if index is not None else grid
-    if index is not None and not np.isclose(grid[-1], scale):
+    grid = grid[grid <= scale + 1e-12]
+    if not np.isclose(grid[-1], scale):
         grid = np.append(grid, scale)
-
-    def evaluate_fn(pruned: nn.Module) -> dict[str, float]:
-        trl, tra = evaluate(pruned, train_batches)
-        tel, tea = evaluate(pruned, test_batches)
-        return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
-
-    sw = magnitude_sweep(work, grid.tolist(), evaluate_fn)
-    rho = sw.kept_fractions
-    loss = np.nan_to_num(sw.metrics["train_loss"], nan=np.inf)
+    sw = _level_metrics(work, train_batches, test_batches, grid.tolist())
+    rho, counts = sw["kept_fraction"], sw["kept_count"]
+    loss = np.nan_to_num(sw["train_loss"], nan=np.inf)
     measured = {
-        "loss": actual_limit(rho, loss <= train_loss + eps, criterion="train_loss",
-                             description="training loss <= L(w*) + eps", threshold=train_loss + eps,
-                             kept_counts=sw.kept_counts).to_dict(),
-        "accuracy": actual_limit(rho, sw.metrics["test_acc"] >= test_acc - settings.accuracy_tolerance,
-                                 criterion="test_accuracy",
-                                 description=f"test accuracy >= dense - {settings.accuracy_tolerance:g}",
-                                 threshold=test_acc - settings.accuracy_tolerance,
-                                 kept_counts=sw.kept_counts).to_dict(),
-        "authors_strict": actual_limit(rho, sw.metrics["test_acc"] > test_acc, criterion="authors_strict_accuracy",
-                                       description="test accuracy strictly above dense (the authors' code)",
-                                       threshold=test_acc, kept_counts=sw.kept_counts).to_dict(),
+        "loss": _grid_limit(rho, loss <= tol.threshold, counts, "train_loss", "training loss <= L(w*) + eps",
+                            tol.threshold),
+        "accuracy": _grid_limit(rho, sw["test_acc"] >= dense["test_acc"] - settings.accuracy_tolerance, counts,
+                                "test_accuracy", f"test accuracy >= dense - {settings.accuracy_tolerance:g}",
+                                dense["test_acc"] - settings.accuracy_tolerance),
+        "authors_strict": _grid_limit(rho, sw["test_acc"] > dense["test_acc"], counts, "authors_strict_accuracy",
+                                      "test accuracy strictly above dense (the authors' code)", dense["test_acc"]),
     }
-    sweep = {"kept_fraction": rho.tolist(), "kept_count": sw.kept_counts.tolist(),
-             **{k: v.tolist() for k, v in sw.metrics.items()}}
+    sweep = {k: np.asarray(v).tolist() for k, v in sw.items()}
     timings["sweep"] = time.perf_counter() - t0
 
     slq_info = {"steps": res.steps, "n_probes": res.n_probes, "matvecs": res.matvecs, "hvp_path": res.hvp_path,
@@ -399,3 +432,83 @@ def analyze(
                     seconds=timings, settings={**settings.to_dict(), "seed": seed,
                                                "kept_count_rule": "theory.limits.kept_count"})
 
+
+def _analyze_dense(model: nn.Module, data: DataSplit, settings: AnalysisSettings, *, seed: int, extra_levels: Any,
+                   dev: torch.device) -> Analysis:
+    """:func:`analyze` of a dense network through :func:`nets.limit.estimate_pruning_limit`."""
+    from nets.limit import (
+        LimitConfig,
+        MeasureConfig,
+        OracleConfig,
+        PredictionConfig,
+        SpectrumConfig,
+        ToleranceConfig,
+        estimate_pruning_limit,
+    )
+
+    cfg = LimitConfig(
+        tolerance=ToleranceConfig(batch_size=settings.eps_batch_size),
+        spectrum=SpectrumConfig(steps=settings.slq_steps, n_probes=settings.slq_probes,
+                                batch_size=settings.hessian_batch_size, samples=settings.hessian_samples),
+        prediction=PredictionConfig(eta=settings.eta, negative=settings.negative),
+        measurement=MeasureConfig(grid_step=max(settings.sweep_step, 1e-4), accuracy_tolerance=settings.accuracy_tolerance),
+        oracle=OracleConfig(enabled=False))
+    r = estimate_pruning_limit(model, data, config=cfg, seed=seed, device=dev)
+    t = r.tolerance
+    dense = {"train_loss": t.train.loss, "train_acc": t.train.accuracy, "test_loss": t.test.loss,
+             "test_acc": t.test.accuracy}
+    predicted = {m: _limit_record(lim, 1.0) for m, lim in r.fundamental_prediction.limits.items()}
+    mp = r.magnitude_prediction
+    predicted["magnitude"] = {**predicted["free"], "method": mp.method, "kept_fraction": mp.kept_fraction,
+                              "kept_fraction_lower": mp.kept_fraction, "kept_fraction_upper": mp.kept_fraction,
+                              "stderr": None, "kept_fraction_active": mp.kept_fraction, "band_kinematic": None,
+                              "band_dimension": None, "band_slq": None}
+    free_curves = r.fundamental_prediction.limits["free"].curves
+    grid = np.asarray(free_curves.kept_fraction)
+    if mp.taylor is not None:  # the Taylor model's values on its search levels, on the curves' grid
+        s = mp.taylor.search
+        ks = np.array([k for k, _, _ in s.evaluations]) / s.N
+        vs = np.array([v for _, v, _ in s.evaluations])
+        o = np.argsort(ks)
+        mag_curve = np.interp(grid, ks[o], vs[o])
+    else:
+        mag_curve = 0.5 * np.asarray(free_curves.R) ** 2 * mp.haar.mean_eigenvalue
+    curves = {"kept_fraction": grid.tolist(), "free": free_curves.loss_increase.tolist(),
+              "flat": r.fundamental_prediction.limits["flat"].curves.loss_increase.tolist(),
+              "magnitude": np.asarray(mag_curve).tolist()}
+    mm = r.magnitude_measurement
+    c = {k: np.asarray(v) for k, v in mm.curves.items() if k != "objective"}
+    extra = [float(e) for e in extra_levels if not np.isclose(c["kept_fraction"], float(e)).any()]
+    if extra:  # the comparison tables' sparsities, evaluated exactly
+        from nets.data import fixed_batches as _fb
+
+        work = remove_masks(copy_model(model)).to(dev)
+        p = next(iter(work.parameters()))
+        tb = [(x.to(dev, p.dtype), y.to(dev)) for x, y in _fb(data.train_eval, 1024)]
+        eb = [(x.to(dev, p.dtype), y.to(dev)) for x, y in _fb(data.test, 1024)]
+        more = _level_metrics(work, tb, eb, extra)
+        for k in c:
+            c[k] = np.concatenate([c[k], np.asarray(more[k], dtype=np.float64)])
+        o = np.argsort(c["kept_fraction"], kind="stable")
+        c = {k: v[o] for k, v in c.items()}
+    measured = {}
+    for key, name in (("loss", "train_loss"), ("accuracy", "test_accuracy"), ("authors_strict", "authors_strict_accuracy")):
+        lim = mm.limits[name]
+        measured[key] = {"criterion": lim.criterion, "description": lim.description, "threshold": lim.threshold,
+                         "kept_fraction": lim.kept_fraction, "kept_count": lim.kept_count,
+                         "kept_fraction_any": lim.kept_fraction_any, "removed_fraction": lim.removed_fraction,
+                         "non_monotone_kept_fractions": list(lim.non_monotone_kept_fractions),
+                         "n_levels": lim.evaluations}
+    sweep = {k: v.tolist() for k, v in c.items()}
+    sweep["kept_count"] = [int(x) for x in sweep["kept_count"]]
+    res = r.spectrum
+    slq_info = {"steps": res.steps, "n_probes": res.n_probes, "matvecs": res.matvecs, "hvp_path": res.hvp_path,
+                "seconds": res.seconds, "breakdowns": int(np.asarray(res.breakdowns).sum()),
+                "hessian_samples": r.model["hessian_samples"]}
+    fm = r.fundamental_measurement
+    return Analysis(n_prunable=r.model["n_prunable"], n_active=r.model["n_prunable"], dense=dense, eps=t.eps,
+                    spectrum=res.spectrum, slq=slq_info, predicted=predicted, curves=curves, sweep=sweep,
+                    measured=measured, fundamental_measured=None if fm is None else fm.kept_fraction,
+                    seconds=dict(r.timings), settings={**settings.to_dict(), "seed": seed,
+                                                       "kept_count_rule": "theory.limits.kept_count",
+                                                       "pipeline": "nets.limit.estimate_pruning_limit"})

@@ -4,7 +4,7 @@ the predicted limits as vertical lines (the paper's grid of panels, one per netw
 The curves are the LOMP sweep of each dense ℓ1-trained network (global one-shot magnitude pruning, no
 fine-tuning; shared analysis), mean over seeds with the min–max range shaded; the vertical lines are the
 predicted removed fractions ``1 − ρ*`` (``flat``: the authors' formula; ``free``: ours; ``magnitude``: the
-uncompensated Haar value), mean over seeds.
+pipeline's Taylor prediction of the LOMP limit), mean over seeds.
 """
 
 from __future__ import annotations
