@@ -24,11 +24,14 @@ Brain Surgeon", and LeCun, Denker & Solla 1990, "Optimal Brain Damage"):
    search; or Adam) on the true training loss over the kept weights only, gradients multiplied by the mask so
    that pruned weights stay exactly zero; at most ``steps`` loss-and-gradient evaluations.
 
-The loss is the same function everywhere (:class:`nets.limit` uses it for ``L(w*)``, ``ε``, the sweeps and
-the compensation): the mean of ``loss_fn`` over the fixed, un-augmented training batches, weighted by batch
-size, in eval mode, **without any ℓ1 term** — ℓ1-trained weights are therefore not a stationary point of it
-(``g ≠ 0``), which the gradient terms above account for, and re-optimising can lower the loss below
-``L(w*)`` partly because it no longer pays the ℓ1 penalty the training did. Only the prunable weights move;
+The loss is the same function everywhere (:mod:`nets.limit` uses it for ``L(w*)``, the sweeps and the
+compensation): ``L(w) = (mean of loss_fn over the fixed, un-augmented training batches, weighted by batch size,
+eval mode) + l1·‖w‖₁`` over the prunable weights. With ``l1 = 0`` (the default) it is the data loss alone; an
+ℓ1-trained ``w*`` is then not a stationary point of it (``g ≠ 0``; the gradient terms above account for
+that), and re-optimising lowers the loss below ``L(w*)`` partly just because it no longer pays the ℓ1 penalty
+the training paid — pass the training's ``l1`` to measure against the objective ``w*`` minimises. The ℓ1 term is
+exact in every formula: pruning ``w_P`` changes it by ``−l1·‖w*_P‖₁ = −(l1·sign w*)_Pᵀ w*_P``, so it enters
+through the gradient ``g = ∇(data loss) + l1·sign(w*)`` and its Hessian is 0. Only the prunable weights move;
 biases, BatchNorm parameters and buffers stay as trained.
 
 :class:`Compensator` holds what every mask shares (the Hessian operator at ``w*``, the gradient, the
@@ -38,6 +41,7 @@ one-mask convenience that returns a compensated copy of the model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -75,8 +79,14 @@ class CompensationConfig:
     ----------
     cg_rtol:
         Relative residual at which CG stops (default 1e-6).
+    damping:
+        Levenberg damping ``λ`` of the first CG attempt: ``None`` (default) uses ``1.05·max(0, −λ_min(H))``
+        (the most negative eigenvalue of the Hessian at ``w*``, which bounds that of every ``H_SS`` by Cauchy
+        interlacing, so ``H_SS + λI`` is positive definite and CG converges without restarts), from the
+        ``min_eigenvalue`` given to :class:`Compensator` or else a short Lanczos run (:func:`numerics.eigs.eigs`);
+        a number fixes it (0: undamped, restarted with more damping only on negative curvature).
     cg_max_iter:
-        CG iteration limit per attempt (default None: ``min(|S|, 500)``; exact arithmetic needs ``≤ |S|``).
+        CG iteration limit per attempt (default None: ``min(|S|, 200)``; exact arithmetic needs ``≤ |S|``).
     damping_attempts:
         CG runs with increasing Levenberg damping on negative curvature (:func:`numerics.cg.damped_cg`).
     line_search:
@@ -93,8 +103,9 @@ class CompensationConfig:
     """
 
     cg_rtol: float = 1e-6
+    damping: float | None = None
     cg_max_iter: int | None = None
-    damping_attempts: int = 6
+    damping_attempts: int = 4
     line_search: bool = True
     steps: int = 0
     optimizer: str = "lbfgs"
@@ -104,6 +115,8 @@ class CompensationConfig:
 
     def __post_init__(self) -> None:
         check_real("cg_rtol", self.cg_rtol, minimum=0.0, open_min=True)
+        if self.damping is not None:
+            check_real("damping", self.damping, minimum=0.0)
         if self.cg_max_iter is not None:
             check_int("cg_max_iter", self.cg_max_iter, minimum=1)
         check_int("damping_attempts", self.damping_attempts, minimum=1)
@@ -238,6 +251,11 @@ class Compensator:
     operator:
         An existing :class:`nets.hessian.HessianOperator` at the same weights, data and loss to reuse (its
         cached graphs); default: built here.
+    l1:
+        The objective's ℓ1 coefficient over the prunable weights (module docstring; default 0).
+    min_eigenvalue:
+        An estimate of ``λ_min(H)`` at ``w*`` (e.g. the smallest Ritz value of an SLQ run) for the default
+        damping; None estimates it when first needed.
 
     The shared work, done once: ``L(w*)`` and ``g = ∇L(w*)`` (one gradient), the magnitude order of ``w*``.
     """
@@ -250,6 +268,8 @@ class Compensator:
         loss: LossFn | None = None,
         config: CompensationConfig | None = None,
         operator: HessianOperator | None = None,
+        l1: float = 0.0,
+        min_eigenvalue: float | None = None,
     ) -> None:
         from nets.prune import remove_masks
 
@@ -260,6 +280,7 @@ class Compensator:
         self.config = CompensationConfig() if config is None else config
         if not isinstance(self.config, CompensationConfig):
             raise TypeError(f"config must be a CompensationConfig, got {type(self.config).__name__}")
+        self.l1 = check_real("l1", l1, minimum=0.0)
         self.loss_fn: LossFn = _default_loss if loss is None else loss
         if not callable(self.loss_fn):
             raise TypeError(f"loss must be callable, got {type(self.loss_fn).__name__}")
@@ -283,10 +304,26 @@ class Compensator:
         if self.operator.shape[0] != self.N:
             raise ValueError(f"operator has dimension {self.operator.shape[0]}, expected N={self.N}")
         before = self.operator.cost()
-        self.loss_dense, g = self.operator.value_and_gradient()
-        self.gradient = g.detach().to(torch.float64)
+        data_loss, g = self.operator.value_and_gradient()
+        w64 = self.w_star.to(torch.float64)
+        self.loss_dense = float(data_loss) + self.l1 * float(w64.abs().sum())
+        #: ``∇L(w*)`` of the objective (data loss gradient + l1·sign(w*)), float64
+        self.gradient = g.detach().to(torch.float64) + self.l1 * torch.sign(w64)
         self._setup_gradients = self.operator.cost()["gradients"] - before["gradients"]
         self.forward_passes = 0
+        self._min_eigenvalue = None if min_eigenvalue is None else check_real("min_eigenvalue", min_eigenvalue)
+
+    @property
+    def damping(self) -> float:
+        """The first CG attempt's damping (:class:`CompensationConfig`, ``damping``)."""
+        if self.config.damping is not None:
+            return float(self.config.damping)
+        if self._min_eigenvalue is None:
+            from numerics.eigs import eigs
+
+            res = eigs(self.operator, 1, which="SA", generator=torch.Generator().manual_seed(0), tol=1e-3)
+            self._min_eigenvalue = float(res.eigenvalues[0])
+        return 1.05 * max(0.0, -self._min_eigenvalue)
 
     # -- masks ---------------------------------------------------------------------------------------------
     def kept_mask(self, kept: int | float | Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
@@ -326,18 +363,20 @@ class Compensator:
             for x, y in self.data:
                 total += self.loss_fn(self.model(x), y).to(torch.float64) * int(x.shape[0])
                 n += int(x.shape[0])
+        penalty = self.l1 * float(flat.to(torch.float64).abs().sum()) if self.l1 else 0.0
         if _distributed():
             both = torch.stack([total, torch.tensor(float(n), dtype=torch.float64, device=total.device)])
             torch.distributed.all_reduce(both)
-            return float(both[0] / both[1])
-        return float(total) / n
+            return float(both[0] / both[1]) + penalty
+        return float(total) / n + penalty
 
     # -- one mask ------------------------------------------------------------------------------------------
-    def __call__(self, kept: int | float | Mapping[str, torch.Tensor] | torch.Tensor, *, copy: bool = False
-                 ) -> CompensationResult:
-        """Compensate one mask (module docstring); ``copy=True`` also returns a compensated model copy."""
+    def __call__(self, kept: int | float | Mapping[str, torch.Tensor] | torch.Tensor, *, copy: bool = False,
+                 reoptimise: bool = True) -> CompensationResult:
+        """Compensate one mask (module docstring); ``copy=True`` also returns a compensated model copy;
+        ``reoptimise=False`` stops after the quadratic step (``loss_after = loss_quadratic_step``)."""
         t0 = time.perf_counter()
-        cfg = self.config
+        cfg = self.config if reoptimise else dataclasses.replace(self.config, steps=0)
         mask = self.kept_mask(kept)
         k = int(mask.sum())
         cost0 = self.operator.cost()
@@ -363,9 +402,9 @@ class Compensator:
                                 fwd0, copy)
         # H_SS δ = −(g_S − H_SP w*_P) = (H u)_S − g_S  (u = w*_P embedded; H_SP w*_P = (H u)_S)
         b = Hu[S] - g[S]
-        max_iter = cfg.cg_max_iter if cfg.cg_max_iter is not None else min(k, 500)
+        max_iter = cfg.cg_max_iter if cfg.cg_max_iter is not None else min(k, 200)
         cg = damped_cg(_Restricted(self.operator, S), b, rtol=cfg.cg_rtol, max_iter=max_iter,
-                       max_attempts=cfg.damping_attempts)
+                       max_attempts=cfg.damping_attempts, damping=self.damping)
         delta = cg.x
         # model value at d = (δ, −w*_P): gᵀd + ½dᵀHd = g_S·δ − g_P·w_P + ½(δᵀH_SSδ − 2δ·(Hu)_S + uᵀHu);
         # CG's model value is q(δ) = ½δᵀ(H_SS + λI)δ − b·δ = ½δᵀH_SSδ + ½λ‖δ‖² − (Hu)_S·δ + g_S·δ
@@ -441,7 +480,15 @@ class Compensator:
                 torch.distributed.all_reduce(count)
             for w, m in zip(self._params, masks):
                 w.grad.mul_(m).div_(count.to(w.dtype))
-            return (total / count).to(self._params[0].dtype)
+            value = total / count
+            if self.l1:  # the objective's ℓ1 term (pruned weights are exactly 0 and stay so)
+                with torch.enable_grad():
+                    pen = self.l1 * sum(w.abs().sum() for w in self._params)
+                    pen.backward()
+                for w, m in zip(self._params, masks):
+                    w.grad.mul_(m)
+                value = value + pen.detach().to(torch.float64)
+            return value.to(self._params[0].dtype)
 
         try:
             if cfg.optimizer == "lbfgs":
@@ -483,6 +530,7 @@ def compensate(
     *,
     loss: LossFn | None = None,
     config: CompensationConfig | None = None,
+    l1: float = 0.0,
 ) -> CompensationResult:
     """Prune ``model`` to ``masks`` and re-optimise the kept weights (module docstring).
 
@@ -497,5 +545,5 @@ def compensate(
     >>> int((res.model.weight == 0).sum()), res.loss_after <= res.loss_pruned
     (3, True)
     """
-    comp = Compensator(model, data, loss=loss, config=config)
+    comp = Compensator(model, data, loss=loss, config=config, l1=l1)
     return comp(masks, copy=True)

@@ -252,12 +252,14 @@ def damped_cg(
     max_iter: int | None = None,
     max_attempts: int = 6,
     curvature_tol: float = 1e-12,
+    damping: float = 0.0,
 ) -> CGResult:
     """CG with Levenberg damping raised on negative curvature: ``(A + λI)x = b`` for the least ``λ`` tried.
 
-    Starts with ``λ = 0``; when an attempt meets a direction of non-positive curvature with Rayleigh quotient
-    ``κ`` (an upper bound on ``λ_min(A) + λ``), the next attempt uses ``λ' = λ + 2|κ| + 10⁻⁶‖A‖_est``, which
-    makes that direction's curvature positive (the Levenberg–Marquardt strategy of raising the damping until the
+    Starts with ``λ = damping`` (default 0; a known bound ``−λ_min(A)`` saves the restarts); when an attempt meets a direction of non-positive curvature with Rayleigh quotient
+    ``κ`` (an upper bound on ``λ_min(A) + λ``), the next attempt uses ``λ' = max(2λ, λ + 2|κ|) + 10⁻⁶‖A‖_est``,
+    which makes that direction's curvature positive and at least doubles ``λ`` (so ``−λ_min(A)`` is exceeded
+    within a logarithmic number of attempts) (the Levenberg–Marquardt strategy of raising the damping until the
     model is convex along every explored direction; Nocedal & Wright, *Numerical Optimization*, §10.3). At
     most ``max_attempts`` runs; the last result is returned (its ``status`` says whether it converged), with
     ``matvecs`` and ``negative_curvature_events`` summed over the attempts.
@@ -269,7 +271,7 @@ def damped_cg(
     ('converged', True, True, True)
     """
     max_attempts = check_int("max_attempts", max_attempts, minimum=1)
-    lam = 0.0
+    lam = check_real("damping", damping, minimum=0.0)
     total, events = 0, 0
     min_curv = math.inf
     attempt = 1
@@ -283,7 +285,7 @@ def damped_cg(
             break
         # κ ≤ curvature_tol·‖A‖: raise λ past it, plus a margin on the scale of ‖A‖ so that a zero-curvature
         # direction (κ ≈ 0) is also lifted
-        lam = lam + 2.0 * abs(res.min_curvature) + 1e-6 * max(res.norm_estimate, 1e-300)
+        lam = max(2.0 * lam, lam + 2.0 * abs(res.min_curvature)) + 1e-6 * max(res.norm_estimate, 1e-300)
         attempt += 1
         res = cg(op, b, rtol=rtol, atol=atol, max_iter=max_iter, damping=lam, curvature_tol=curvature_tol)
     return CGResult(res.x, res.status, res.iterations, total, res.residual_norm, res.rhs_norm, res.model_value,

@@ -43,7 +43,7 @@ def test_single_atom_closed_forms():
     # one atom λ: m_S ≡ λ, so free solves ½R(ρ)²λ = ε; flat solves ρ = λR²/(λR² + 2ε)
     lam, eps, N = 2.0, 1.0, 4
     w = np.ones(N)  # R(ρ)² = (1 − ρ)N
-    free = pruning_limit(np.full(N, lam), w, eps)
+    free = pruning_limit(np.full(N, lam), w, eps, method="free")
     assert free.kept_fraction == pytest.approx(1 - 2 * eps / (lam * N), abs=1e-10)
     flat = pruning_limit(np.full(N, lam), w, eps, method="flat")
     # ρ(λN(1−ρ) + 2ε) = λN(1−ρ)  ⇒  λN ρ² − (2λN + 2ε) ρ + λN = 0
@@ -107,7 +107,7 @@ def test_free_never_worse_than_flat_beyond_noise(small, large, frac_small, zero,
     w = 0.1 * rng.laplace(size=n)
     eps = 10.0**log_eps
     exact = QuadraticModel(0.5 * (H + H.T), w).magnitude_threshold(eps).kept_fraction
-    e_free = abs(pruning_limit(lam, w, eps).kept_fraction - exact)
+    e_free = abs(pruning_limit(lam, w, eps, method="free").kept_fraction - exact)
     e_flat = abs(pruning_limit(lam, w, eps, method="flat").kept_fraction - exact)
     # noise: the finite-D fluctuation of the exact threshold between Haar draws at D = 200 (≲ 0.04)
     assert e_free <= e_flat + 0.04, (e_free, e_flat)
@@ -134,7 +134,7 @@ def test_bounds_and_bands():
         w = rng.uniform(0.02, 0.3) * rng.laplace(size=300)
         eps = float(10 ** rng.uniform(-3, 0.5))
         flat = pruning_limit(lam, w, eps, method="flat")
-        free = pruning_limit(lam, w, eps)
+        free = pruning_limit(lam, w, eps, method="free")
         assert flat.kept_fraction <= flat.sharpness_bound + 1e-12
         assert free.kept_fraction <= free.uncompensated_bound + 1e-12
         for r in (flat, free):
@@ -153,7 +153,7 @@ def test_zero_mass_input_and_rank_fraction():
         a = pruning_limit(nonzero, w, 0.05, method=method, zero_mass=0.5)
         b = pruning_limit(both, w, 0.05, method=method)
         assert a.kept_fraction == pytest.approx(b.kept_fraction, abs=1e-10)
-    tiny = pruning_limit(nonzero, w, 1e-9, zero_mass=0.5)
+    tiny = pruning_limit(nonzero, w, 1e-9, zero_mass=0.5, method="free")
     assert tiny.kept_fraction <= 0.5 + 1e-12 and tiny.rank_fraction == pytest.approx(0.5)
 
 
@@ -197,8 +197,8 @@ def test_slq_spectrum_and_delta_method_stderr():
 
     lam, model, w = _case("exponential", 300, 0)
     spec = slq(DenseOperator(torch.from_numpy(model.H)), steps=40, n_probes=12, generator=torch.Generator().manual_seed(0)).spectrum
-    exact = pruning_limit(lam, w, 0.05)
-    est = pruning_limit(spec, w, 0.05)
+    exact = pruning_limit(lam, w, 0.05, method="free")
+    est = pruning_limit(spec, w, 0.05, method="free")
     assert 0 < est.stderr < 0.05 and est.settings["stderr_method"] == "delta"
     assert abs(est.kept_fraction - exact.kept_fraction) <= 4 * est.stderr + 2e-3
     # the delta-method error bar agrees with the spread of per-probe thresholds (within a factor 3)
@@ -216,15 +216,15 @@ def test_curves_for_plotting():
     rng = np.random.default_rng(8)
     lam = np.concatenate([np.zeros(100), rng.exponential(1.0, 100)])
     w = 0.1 * rng.laplace(size=200)
-    r = pruning_limit(lam, w, 0.05, n_curve=51)
+    r = pruning_limit(lam, w, 0.05, method="free", n_curve=51)
     c = r.curves
     assert c.kept_fraction.shape == c.loss_increase.shape == c.R.shape == c.s.shape == (51,)
     assert np.all(np.isnan(c.s[c.kept_fraction > 0.5 + 1e-9])) and np.all(c.s[(c.kept_fraction > 0) & (c.kept_fraction < 0.5)] > 0)
     assert np.all(np.diff(c.loss_increase) <= 1e-12) and r.kept_count == math.ceil(r.kept_fraction * 200 - 1e-9)
     # n_curve=0 skips the curves and changes nothing else
-    r0 = pruning_limit(lam, w, 0.05, n_curve=0)
+    r0 = pruning_limit(lam, w, 0.05, method="free", n_curve=0)
     assert r0.curves is None and (r0.kept_fraction, r0.kept_fraction_lower, r0.kept_fraction_upper, r0.stderr) == (r.kept_fraction, r.kept_fraction_lower, r.kept_fraction_upper, r.stderr)
-    with pytest.raises(ValueError, match="n_curve must be 0 \\(no curves\\) or an integer ≥ 2, got 1"):
+    with pytest.raises(ValueError, match="n_curve must be 0 \\(no curves\\) or an integer >= 2, got n_curve=1"):
         pruning_limit(lam, np.ones(200), 0.05, n_curve=1)
 
 
@@ -232,9 +232,9 @@ def test_curves_for_plotting():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"eps": 0.0}, ValueError, "eps must be a positive finite number, got 0.0"),
-        ({"eps": -1.0}, ValueError, "eps must be a positive finite number, got -1.0"),
-        ({"eps": float("nan")}, ValueError, "eps must be a positive finite number, got nan"),
+        ({"eps": 0.0}, ValueError, "eps must be a finite number > 0, got eps=0.0"),
+        ({"eps": -1.0}, ValueError, "eps must be a finite number > 0, got eps=-1.0"),
+        ({"eps": float("nan")}, ValueError, "eps must be a finite number > 0, got eps=nan"),
         ({"eps": "1"}, TypeError, "eps must be a real number"),
         ({"weights": []}, ValueError, "weights must be non-empty"),
         ({"weights": [1.0, np.nan, 1.0, 1.0]}, ValueError, "weights must be finite, got 1 NaN/inf"),
@@ -244,7 +244,7 @@ def test_curves_for_plotting():
         ({"spectrum": [1.0] * 5}, ValueError, "D=5 but there are N=4"),
         ({"method": "exact"}, ValueError, "method must be one of"),
         ({"negative": "fold"}, ValueError, "negative must be one of"),
-        ({"zero_mass": 1.0}, ValueError, "zero_mass must be in \\[0, 1\\), got 1.0"),
+        ({"zero_mass": 1.0}, ValueError, "zero_mass must be a finite number >= 0 and < 1, got zero_mass=1.0"),
         ({"eta": 0.0}, ValueError, "eta"),
         ({"hessian_space": "weights"}, ValueError, "hessian_space must be one of"),
     ],
