@@ -644,7 +644,7 @@ VARIANTS: dict[str, Callable[[int], dict[str, Any]]] = {
 class FrontierStudy:
     """Points ``(width, method, target, sparsity, test accuracy)``: gRDA variants (calibrated per target), and at
     the same sparsities LOMP of the variant's own SGD run (``c = 0``) and LOMP of the package's ℓ1-trained
-    model (:data:`nets.limit.DIGITS_TRAIN_DEFAULTS`)."""
+    model (:data:`nets.train.DIGITS_TRAIN_DEFAULTS`)."""
 
     points: list[dict[str, Any]]
     dense: list[dict[str, Any]]
@@ -671,7 +671,7 @@ def frontier_study(
 ) -> FrontierStudy:
     """The sparsity–accuracy frontier of gRDA variants (:data:`VARIANTS`) on MLPs of the given hidden widths,
     beside LOMP at the sparsity each gRDA point reached (module docstring)."""
-    from nets.limit import DIGITS_TRAIN_DEFAULTS
+    from nets.train import DIGITS_TRAIN_DEFAULTS
     from nets.prune import global_magnitude_masks
 
     t0 = time.perf_counter()
