@@ -24,7 +24,7 @@ from nets.experiments.report import Outcome, Verdict
 NAME = "theory-vs-actual"
 TITLE = "Theory vs actual pruning limit"
 REPRODUCES = "the paper's table of theoretical vs actual pruning ratios (Δ) and its per-task figure"
-#: |predicted − measured| (kept fraction) under which a prediction "matches" (ours: 5 percentage points).
+#: The absolute gap predicted − measured (kept fraction) under which a prediction "matches" (ours: 5 points).
 MATCH = 0.05
 
 
