@@ -161,10 +161,10 @@ def test_no_reorth_loses_orthogonality_full_does_not() -> None:
     lam = np.concatenate([np.linspace(0, 1, 199), [30.0]])
     op = DiagonalOperator(lam)
     full = lanczos(op, n_probes=2, steps=80, generator=gen(0))
-    none = lanczos(op, n_probes=2, steps=80, generator=gen(0), reorth="none")
+    none = lanczos(op, n_probes=2, steps=80, generator=gen(0), reorth="none", keep_basis=True)
     assert (full.orthogonality_loss < 100 * 80 * EPS).all()
     assert (none.orthogonality_loss > 1e-3).all()
-    lean = lanczos(op, n_probes=2, steps=80, generator=gen(0), reorth="none", keep_basis=False)
+    lean = lanczos(op, n_probes=2, steps=80, generator=gen(0), reorth="none")  # default: basis-free
     assert lean.orthogonality_loss is None and lean.basis is None
     np.testing.assert_allclose(lean.alphas, none.alphas, atol=1e-12)
 
@@ -203,12 +203,21 @@ def test_error_inputs() -> None:
          r"Lanczos needs a square operator, got shape \(3, 4\)"),
         (lambda: lanczos(DenseOperator(np.triu(np.ones((3, 3)))), n_probes=1, steps=2, generator=gen(0)), ValueError,
          "Lanczos needs an operator declared symmetric"),
-        (lambda: lanczos(sym, n_probes=1, steps=6, generator=gen(0)), ValueError, r"steps must be <= n = 5 .*got 6"),
-        (lambda: lanczos(sym, n_probes=1, steps=0, generator=gen(0)), ValueError, "steps must be >= 1, got 0"),
-        (lambda: lanczos(sym, n_probes=1, steps=2.0, generator=gen(0)), TypeError, "steps must be an int, got float"),
-        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), reorth="partial"), ValueError, "reorth must be one of"),
-        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), probe="uniform"), ValueError, "probe must be one of"),
-        (lambda: lanczos(sym, n_probes=0, steps=2, generator=gen(0)), ValueError, "n_probes must be a positive int, got 0"),
+        (lambda: lanczos(sym, n_probes=1, steps=6, generator=gen(0)), ValueError,
+         r"steps must be an integer in \[1, 5\], got steps=6"),
+        (lambda: lanczos(sym, n_probes=1, steps=0, generator=gen(0)), ValueError, r"steps must be an integer in \[1, 5\], got steps=0"),
+        (lambda: lanczos(sym, n_probes=1, steps=2.0, generator=gen(0)), TypeError, "steps must be an integer, got steps=2.0"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), reorth="partial"), ValueError,
+         r"reorth must be one of \('none', 'full'\), got reorth='partial'"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), probe="uniform"), ValueError,
+         "probe must be one of .*got probe='uniform'"),
+        (lambda: lanczos(sym, n_probes=0, steps=2, generator=gen(0)), ValueError, "n_probes must be an integer >= 1, got n_probes=0"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), accumulate_dtype=torch.float16), TypeError,
+         "accumulate_dtype must be torch.float32, torch.float64 or None, got accumulate_dtype=torch.float16"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), breakdown_tol=-1.0), ValueError,
+         "breakdown_tol must be a finite number >= 0, got breakdown_tol=-1.0"),
+        (lambda: lanczos(sym, n_probes=1, steps=2, generator=gen(0), keep_basis="yes"), TypeError,
+         "keep_basis must be a bool or None, got keep_basis='yes'"),
         (lambda: lanczos(sym, steps=2), ValueError, "give n_probes"),
         (lambda: lanczos(sym, n_probes=1, steps=2, V0=np.ones((5, 1))), ValueError, "give either n_probes or V0, not both"),
         (lambda: lanczos(sym, V0=np.ones((4, 1)), steps=2), ValueError, r"V0 must have shape \(5, k\)"),
