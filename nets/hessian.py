@@ -180,28 +180,40 @@ def _check_batch(batch: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+#: First-call allocations of a product path, whatever the model (autograd engine and kernels' buffers; for
+#: forward-over-reverse also torch.func's): measured on CPU with torch 2.13 as 38-64 MB (autograd paths) and about
+#: 140 MB (forward-over-reverse) of resident memory in a fresh process; rounded up.
+_PATH_OVERHEAD_BYTES: dict[str, int] = {
+    "cached double-backward": 64 << 20,
+    "double-backward": 64 << 20,
+    "forward-over-reverse": 160 << 20,
+}
+
+
 @dataclass(frozen=True)
 class HessianMemory:
     """Predicted memory of a :class:`HessianOperator`'s products (bytes), from :meth:`HessianOperator.estimate_memory`.
 
-    The graph of a batch of ``b`` samples is modelled as ``graph_bytes_per_batch + b · graph_bytes_per_sample``
-    (exact for layer stacks whose saved tensors are per-sample activations; both coefficients measured on a one-
-    and a two-sample slice of the first batch, counted like the cache guard counts them). With ``G_max`` the graph
-    of the largest batch, ``s`` the bytes of the operator's dtype and ``k`` probes:
+    The first-order graph of a batch of ``b`` samples is modelled as ``graph_bytes_per_batch + b ·
+    graph_bytes_per_sample`` (exact for layer stacks whose saved tensors are per-sample activations; both
+    coefficients measured on a one- and a two-sample slice of the first batch, counted like the cache guard
+    counts them). With ``G`` the graph and ``X`` the input bytes of the largest batch, ``s`` the bytes of the
+    operator's dtype, ``n`` weights and ``k`` probes (our model, calibrated on CPU against the peak resident
+    memory of one product in a fresh process, FC5-family MLPs of 0.16–3.9 M weights, batches of 128–2048,
+    ``k`` = 1–8, where it over-predicted by 1.3–2.5× and never under-predicted):
 
-    * ``product_bytes = 3 k n s``: the probe block cast to the operator's dtype, the accumulated product and one
-      probe's second-order gradient pieces plus their flat copy (``k n s`` each, ``n s`` per probe rounded up).
-    * ``cached_graph_bytes = Σ_b G(n_b) + n s`` (the summed gradient) ``+`` the cast copies of the inputs when
-      the data's dtype or device differ from the operator's: what :attr:`HessianOperator.cached_graph_bytes`
-      measures after the build (``None`` for a loader, which is never cached). ``paths["cached double-backward"]``
-      adds ``G_max`` for the second-order pass's transient gradients and ``product_bytes``.
-    * ``paths["double-backward"] = 2 G_max + n s + product_bytes`` (one batch's graph, its second-order
-      transient, the batch gradient); ``paths["forward-over-reverse"] = (1 + k) G_max + product_bytes`` (the
-      primal graph and a tangent of it per probe under ``vmap``).
+    * ``product_bytes = (2k + 4) n s``: the probe block, the accumulated product, a batch's product, the
+      per-probe second-order gradients and their flat copy, the batch gradient.
+    * ``cached_graph_bytes = Σ_b G(n_b) + n s + cast inputs``: exactly what the cache guard
+      (:attr:`HessianOperator.cached_graph_bytes`) counts after the build (``None`` for a loader, which is never
+      cached).
+    * ``paths`` (peak of a product by each path, beyond the parameters and the data): ``"cached double-backward"``
+      ``= cached_graph_bytes + G + product_bytes``; ``"double-backward" = 2G + X + product_bytes``;
+      ``"forward-over-reverse" = (1 + k)(G + X) + product_bytes`` (a tangent of the graph and of the batch's
+      inputs per probe under ``vmap``); each plus ``overhead_bytes[path]``, the first call's fixed allocations.
 
-    These are estimates ("ours"), checked against measured peak memory in ``bench/spectrum.py``; the cached
-    graph size is checked against the guard's own count in the tests. The parameters' snapshot
-    (``parameter_bytes``) is already allocated at construction.
+    The parameters' snapshot (``parameter_bytes``) is already allocated at construction. The Lanczos vectors
+    are :func:`numerics.lanczos.basis_bytes`.
     """
 
     n: int
@@ -211,6 +223,7 @@ class HessianMemory:
     graph_bytes_per_sample: float
     graph_bytes_per_batch: float
     batch_sizes: tuple[int, ...]
+    input_bytes_max: int
     cast_input_bytes: int
     product_bytes: int
     cached_graph_bytes: int | None
@@ -226,6 +239,7 @@ class HessianMemory:
             "graph_bytes_per_batch": self.graph_bytes_per_batch,
             "n_batches": len(self.batch_sizes),
             "max_batch_size": max(self.batch_sizes),
+            "input_bytes_max": self.input_bytes_max,
             "cast_input_bytes": self.cast_input_bytes,
             "product_bytes": self.product_bytes,
             "cached_graph_bytes": self.cached_graph_bytes,
@@ -833,19 +847,21 @@ class HessianOperator(LinearOperator):
             return int(round(per_batch + per_sample * b))
 
         g_max = g(max(sizes))
-        product = 3 * k * n * s
+        x_max = max(sizes) * (first_x[:1].numel() * s)  # inputs as the operator sees them (its dtype)
+        product = (2 * k + 4) * n * s
         params = sum(t.numel() * t.element_size() for t in (*self._theta.values(), *self._frozen.values()))
         cached = sum(g(b) for b in sizes) + n * s + cast if self._is_sequence else None
         paths = {
-            "double-backward": 2 * g_max + n * s + product,
-            "forward-over-reverse": (1 + k) * g_max + product,
+            "double-backward": 2 * g_max + x_max + product,
+            "forward-over-reverse": (1 + k) * (g_max + x_max) + product,
         }
         if cached is not None:
             paths["cached double-backward"] = cached + g_max + product
+        paths = {p: v + _PATH_OVERHEAD_BYTES[p] for p, v in paths.items()}
         return HessianMemory(
             n=n, n_probes=k, itemsize=s, parameter_bytes=params, graph_bytes_per_sample=per_sample,
-            graph_bytes_per_batch=per_batch, batch_sizes=sizes, cast_input_bytes=cast, product_bytes=product,
-            cached_graph_bytes=cached, paths=paths,
+            graph_bytes_per_batch=per_batch, batch_sizes=sizes, input_bytes_max=x_max, cast_input_bytes=cast,
+            product_bytes=product, cached_graph_bytes=cached, paths=paths,
         )
 
     def _cast_bytes(self) -> int:

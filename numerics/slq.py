@@ -137,10 +137,10 @@ def _cost_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> 
 
 
 def _operator_extra(op: Any) -> dict[str, Any]:
-    """What the operator reports about the product path it chose (e.g. the measured HVP timings of
-    :class:`nets.hessian.HessianOperator` with ``hvp_method="auto"``)."""
-    timings = getattr(op, "hvp_timings", None)
-    return {"hvp_timings": dict(timings)} if timings else {}
+    """What the operator reports about the product path it chose (e.g. the measured choice of
+    :class:`nets.hessian.HessianOperator` with ``hvp_method="auto"``), under ``"hvp_choice"``."""
+    choice = getattr(op, "hvp_choice", None)
+    return {"hvp_choice": dict(choice)} if choice else {}
 
 
 def _plan_memory(

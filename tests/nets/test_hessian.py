@@ -474,3 +474,129 @@ def test_check_finite_false_skips_the_input_check() -> None:
     V[3, 1] = math.nan
     out = H.matmat(V)
     assert bool(torch.isfinite(out[:, 0]).all()) and not bool(torch.isfinite(out[:, 1]).all())
+
+
+# -- measured streaming choice, cache accounting, memory estimate (issue 11) ---------------------------------
+def test_auto_streaming_choice_parity_and_record() -> None:
+    """hvp_method="auto" times both streaming methods on the first batch, keeps the faster, records the times and
+    the two products' difference, and gives the reference product (float64: parity to round-off)."""
+    g = _gen(31)
+    model = tiny_cnn(g)
+    data = batches((2, 5, 5), 4, [6, 5, 3], g)
+    loss_fn = nn.CrossEntropyLoss()
+    names = [n for n, _ in prunable_parameters(model)]
+    ref = dense_reference(model, loss_fn, data, names)
+    H = HessianOperator(model, loss_fn, data, dtype=torch.float64, cache_graph=False)
+    assert H.hvp_method == "auto" and H.hvp_path is None and H.hvp_choice is None
+    V = torch.randn(ref.shape[0], 3, generator=g, dtype=torch.float64)
+    out = H.matmat(V)
+    c = H.hvp_choice
+    assert set(c["seconds"]) == set(HVP_METHODS) and all(t > 0 for t in c["seconds"].values())
+    assert c["chosen"] == min(c["seconds"], key=c["seconds"].get) == H.hvp_path
+    assert c["batch_size"] == 6 and c["n_probes"] == 3 and c["failures"] == {}
+    assert c["max_rel_diff"] <= 1e-12  # the two exact methods agree to float64 round-off
+    scale = ref.abs().max().item()
+    assert (out - ref @ V).abs().max().item() <= TOL * scale
+    assert (H.matmat(V) - ref @ V).abs().max().item() <= TOL * scale  # later calls: the chosen method only
+    assert H.hvp_choice is c  # decided once
+    assert H.cost() == {"hvps": 6, "matmat_calls": 2, "data_passes": 2, "gradients": 0}
+
+
+def test_auto_streaming_choice_skips_a_failing_method(monkeypatch) -> None:
+    g = _gen(32)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [4, 4], g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, cache_graph=False)
+
+    def unsupported(*args, **kwargs):
+        raise NotImplementedError("no forward-mode rule for this op")
+
+    monkeypatch.setattr(H, "_forward_over_reverse", unsupported)
+    ref = HessianOperator(model, nn.CrossEntropyLoss(), data, hvp_method="double-backward", dtype=torch.float64,
+                          cache_graph=False)
+    V = torch.randn(H.shape[0], 2, generator=g, dtype=torch.float64)
+    assert torch.equal(H.matmat(V), ref.matmat(V))
+    assert H.hvp_path == "double-backward" and "forward-over-reverse" in H.hvp_choice["failures"]
+    assert H.hvp_choice["max_rel_diff"] is None
+    both = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, cache_graph=False)
+    monkeypatch.setattr(both, "_forward_over_reverse", unsupported)
+    monkeypatch.setattr(both, "_loss_and_gradient", unsupported)
+    with pytest.raises(RuntimeError, match="every product method failed on the first batch"):
+        both.matmat(V)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_estimate_memory_predicts_the_cache_guard_count(case: str, dtype: torch.dtype) -> None:
+    """The estimate (from one- and two-sample slices, before any product) equals what the guard counts after the
+    build: saved tensors of every batch, the summed gradient and, for float64 on float32 data, the cast inputs."""
+    make, shape, nc, sizes = CASES[case]
+    g = _gen(33)
+    model = make(g)
+    data = batches(shape, nc, sizes, g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=dtype)
+    est = H.estimate_memory(n_probes=4)
+    assert H.cost() == {"hvps": 0, "matmat_calls": 0, "data_passes": 0, "gradients": 0}  # no product yet
+    H.matmat(torch.randn(H.shape[0], 2, generator=g).to(dtype))
+    assert H.hvp_path == "cached double-backward"
+    # equal up to a saved scalar per batch: the loss's own scalars (8 bytes) belong to the forward graph, which the
+    # cache does not keep, so their storage may be freed and reused by the next batch (then counted once)
+    assert H.cached_graph_bytes <= est.cached_graph_bytes <= H.cached_graph_bytes + 8 * len(sizes)
+    s = torch.finfo(dtype).bits // 8
+    assert est.cast_input_bytes == (sum(x.numel() for x, _ in data) * 8 if dtype == torch.float64 else 0)
+    assert est.product_bytes == (2 * 4 + 4) * H.shape[0] * s
+    assert est.paths["cached double-backward"] > est.cached_graph_bytes
+    assert est.paths["forward-over-reverse"] > est.paths["double-backward"]  # a graph tangent per probe
+    assert est.to_dict()["max_batch_size"] == max(sizes)
+
+
+def test_cache_counts_summed_gradient_and_cast_inputs_and_keeps_no_batch_gradients(monkeypatch) -> None:
+    g = _gen(34)
+    model = tiny_mlp(g)
+    data32 = batches((5,), 3, [7, 5, 9], g)
+    data64 = [(x.double(), y) for x, y in data32]
+    loss_fn = nn.CrossEntropyLoss()
+    kept: list = []
+    import weakref
+
+    H_cast = HessianOperator(model, loss_fn, data32, dtype=torch.float64)
+    original = H_cast._graph
+
+    def spy(*args, **kwargs):
+        grads = original(*args, **kwargs)
+        kept.extend(weakref.ref(t) for t in grads)
+        return grads
+
+    monkeypatch.setattr(H_cast, "_graph", spy)
+    H_own = HessianOperator(model, loss_fn, data64, dtype=torch.float64)
+    V = torch.randn(H_own.shape[0], 2, generator=g, dtype=torch.float64)
+    assert (H_cast.matmat(V) - H_own.matmat(V)).abs().max().item() <= TOL
+    # the float64 copies of float32 inputs are kept alive by the cache (the first layer saves its input): counted
+    assert H_cast.cached_graph_bytes - H_own.cached_graph_bytes == sum(x.numel() for x, _ in data32) * 8
+    # per-batch first-order gradients are not kept (only their weighted sum, counted as n float64 numbers)
+    assert len(kept) == 3 * 2 and all(r() is None for r in kept)
+    assert len(H_own._graphs) == 2 and sum(t.numel() for t in H_own._graphs[1]) == H_own.shape[0]
+
+
+def test_estimate_memory_for_a_loader_and_errors() -> None:
+    g = _gen(35)
+    model = tiny_mlp(g)
+    X, Y = torch.randn(13, 5, generator=g), torch.randint(0, 3, (13,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=4)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), loader)
+    est = H.estimate_memory(2)
+    assert est.cached_graph_bytes is None and "cached double-backward" not in est.paths
+    assert est.batch_sizes == (4,) and est.graph_bytes_per_sample > 0
+    with pytest.raises(ValueError, match="n_probes must be an integer >= 1, got n_probes=0"):
+        H.estimate_memory(0)
+
+
+def test_products_are_column_contiguous() -> None:
+    # the layout Lanczos reads without a copy: out.T is a contiguous (k, n) block, on every path
+    g = _gen(36)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [4, 3], g)
+    V = torch.randn(sum(p.numel() for _, p in prunable_parameters(model)), 3, generator=g)
+    for method, cache in PATHS:
+        H = HessianOperator(model, nn.CrossEntropyLoss(), data, hvp_method=method, cache_graph=cache)
+        assert H.matmat(V).T.is_contiguous(), (method, cache)
