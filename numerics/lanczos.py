@@ -29,15 +29,30 @@ Reorthogonalisation (``reorth``):
   lie in tiny intervals around those of ``A``, the start vector's weight on each eigenvalue being shared by its
   interval; so the finite-precision Gauss rule is the exact Gauss rule of a measure ``μ̃`` within a tiny
   Wasserstein distance of ``μ``, and ghosts *split* a converged eigenvalue's weight instead of adding to it.
-  Knizhnerman (1996, *Comput. Math. Math. Phys.* 36(11)) bounds the resulting quadrature error for smooth
-  ``f`` directly, and Chen, Trogdon & Ubaru (2021, ICML, "Analysis of stochastic Lanczos quadrature for
-  spectrum approximation", §5 and App. D; 2022, "Randomized matrix-free quadrature") conclude that their
-  Wasserstein bound for SLQ holds for the unreorthogonalised recurrence up to these perturbations. What ghosts
-  *do* break is counting: a node is no longer one eigenvalue (MATH.md §3).
-* ``"full"``: classical Gram–Schmidt against the stored basis, repeated under the DGKS criterion as in
-  ARPACK ("twice is enough", Giraud, Langou & Rozložník 2005), keeps ``Q`` orthonormal to working precision:
-  each node is a Ritz value of a true orthonormal basis (no ghosts). Cost ``O(k n m²)`` memory traffic and
-  ``k m n`` stored numbers (the memory-bound part of a run: every step reads the whole basis).
+  Knizhnerman (1996, *Comput. Math. Math. Phys.* 36(11)) bounds the quadrature error of the simple
+  (unreorthogonalised) recurrence for smooth ``f`` directly; Chen, Trogdon & Ubaru (2021, ICML; 2022) discuss
+  the finite-precision case of SLQ in these terms [literature, not re-derived here]. What the tests check
+  (``tests/numerics/test_slq.py``): each probe's float32 unreorthogonalised rule stays within the exact-arithmetic
+  Jackson bound ``W1 ≤ πR/(4m)`` of that probe's own measure, and the ghosts of an outlier share its weight.
+  What ghosts *do* break is counting: a node is no longer one eigenvalue (MATH.md §3).
+* ``"partial"``: partial reorthogonalisation (Simon 1984, *Math. Comp.* 42(165), "The Lanczos algorithm with
+  partial reorthogonalization"): the basis is stored, the level of orthogonality ``ω_{j,i} ≈ q_jᵀq_i`` is
+  estimated from ``α, β`` alone by Simon's recurrence (:func:`_omega_next`, ``O(m)`` scalars per step), and the new
+  vector is reorthogonalised against the basis only when the estimate passes ``√u`` (and at the step after, as
+  Simon prescribes). Semi-orthogonality ``|ω| ≤ √u`` suffices for ``T_m`` to equal, to ``O(u‖A‖)``, the projection
+  of ``A`` on an orthonormal basis of the Krylov space (Simon 1984), so nodes and weights are as accurate as with
+  ``"full"``, with no ghosts (tested against ``"full"``). What it saves depends on how fast Ritz values converge: 8 of 120 steps on a
+  GOE matrix, but most steps on network Hessians, whose extreme eigenvalues converge within ~10 steps.
+* ``"full"``: classical Gram–Schmidt against the stored basis at every step, repeated under the DGKS criterion
+  as in ARPACK ("twice is enough", Giraud, Langou & Rozložník 2005), keeps ``Q`` orthonormal to working
+  precision.
+
+With a stored basis (``"partial"``, ``"full"``) a run holds ``k m n`` numbers and every reorthogonalisation reads
+``j n`` of them per probe: ``O(k n m²)`` memory traffic, bandwidth-bound (at n = 10⁶ one step's two GEMVs over a
+128-vector basis took ~0.2 s per probe, ten products' worth, on one core). Measured on an FC5-family network
+Hessian with n = 10⁴ (``bench/spectrum.py``): W1 to the exact spectrum at 128 steps × 4 probes was 3.2e-4 of
+the spectral range with a stored basis and 4.1e-4 without (ghost nodes are nodes taken from the bulk); without
+reorthogonalisation ~200 steps reach the same W1, which at n ≥ 10⁵ still costs less time than reorthogonalising.
 
 Precision (``accumulate_dtype``): the vectors, ``α`` and ``β`` may be kept in float64 for a float32 operator,
 but the rounding error of a float32 product, ``~ eps₃₂ ‖A‖`` per step, then dominates the local error that
@@ -73,7 +88,7 @@ logger = logging.getLogger(__name__)
 
 _PROBES = ("rademacher", "gaussian")
 #: The reorthogonalisation modes of :func:`lanczos` (module docstring).
-REORTH_MODES: tuple[str, ...] = ("none", "full")
+REORTH_MODES: tuple[str, ...] = ("none", "partial", "full")
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -152,8 +167,8 @@ def basis_bytes(
     Counted (``s`` = bytes of ``dtype``, the accumulation dtype; ``s_op`` = bytes of ``operator_dtype``, default
     the same): the ring buffer of the two latest vectors ``2 k n s``, the product ``w`` in row layout ``k n s``,
     the operator's output ``k n s_op`` (alive while it is copied into ``w``), the input cast to the operator's
-    dtype ``k n s_op`` when the dtypes differ, and the stored basis ``k m n s`` for ``reorth="full"`` (or
-    ``keep_basis=True``). Arrays of size ``O(k m)`` are neglected; the final orthogonality measurement needs
+    dtype ``k n s_op`` when the dtypes differ, and the stored basis ``k m n s`` for ``reorth="full"`` and
+    ``"partial"``. Arrays of size ``O(k m)`` are neglected; the final orthogonality measurement needs
     ``O(m²)``. Verified against the peak resident memory in ``tests/numerics/test_lanczos.py``.
 
     >>> basis_bytes(10**6, steps=128, n_probes=4, reorth="none", dtype=torch.float32) / 10**6  # bytes per weight
@@ -172,7 +187,7 @@ def basis_bytes(
     total = 3 * k * n * s + k * n * s_op
     if opd != acc:
         total += k * n * s_op
-    if reorth == "full":
+    if reorth != "none":
         total += k * m * n * s
     return int(total)
 
@@ -206,7 +221,10 @@ class LanczosResult:
     breakdown_tol:
         The absolute tolerance used for ``β``.
     reorth:
-        The reorthogonalisation used (``"none"`` or ``"full"``).
+        The reorthogonalisation used (``"none"``, ``"partial"`` or ``"full"``).
+    reorthogonalisations:
+        ``(k,)`` int, the steps at which each recurrence's new vector was reorthogonalised against its basis
+        (``"full"``: every step; ``"partial"``: where Simon's estimate passed ``√u``, and the step after).
     dtype:
         The accumulation dtype of the vectors and coefficients.
     basis:
@@ -224,6 +242,7 @@ class LanczosResult:
     dim: int
     breakdown_tol: float
     reorth: str = "full"
+    reorthogonalisations: np.ndarray | None = None
     dtype: torch.dtype = torch.float64
     basis: torch.Tensor | None = None
 
@@ -269,6 +288,36 @@ def _reorthogonalise(B: torch.Tensor, w: torch.Tensor) -> None:
             break
 
 
+def _omega_next(
+    om: np.ndarray, om_prev: np.ndarray, a: np.ndarray, b: np.ndarray, j: int, noise: float
+) -> np.ndarray:
+    """Simon's (1984) estimate of the row ``ω_{j+1,i} ≈ q_{j+1}ᵀq_i``, ``i ≤ j + 1``, from the two previous rows.
+
+    Subtracting the finite-precision recurrences ``A q_j = β_{j−1}q_{j−1} + α_j q_j + β_j q_{j+1} − f_j`` taken
+    against ``q_i`` and ``q_i``'s against ``q_j`` (``A`` symmetric) gives, 0-based,
+
+        β_j ω_{j+1,i} = β_i ω_{j,i+1} + (α_i − α_j) ω_{j,i} + β_{i−1} ω_{j,i−1} − β_{j−1} ω_{j−1,i} + (q_iᵀf_j − q_jᵀf_i),
+
+    where the last term, unknown, is replaced by ``±noise`` in the direction that increases ``|ω|`` (the caller
+    passes ``noise = 2u‖A‖``, twice a product's and a step's rounding: calibrated on GOE, spiked-Wigner and
+    spiked-diagonal matrices, where this estimate stayed above the measured ``max_i |q_{j+1}ᵀq_i|`` by 2–400×,
+    while Simon's ``√n·u‖A‖`` overestimates by up to 10⁴× and reorthogonalises far too often);
+    ``ω_{j+1,j} = noise/β_j`` (local orthogonality) and ``ω_{j+1,j+1} = 1``. ``a``/``b`` hold ``α_0..α_j`` and ``β_0..β_j``; rows have length
+    ``m + 1``.
+    """
+    new = np.zeros_like(om)
+    bj = b[j]
+    if j > 0:
+        i = np.arange(j)
+        raw = b[:j] * om[1 : j + 1] + (a[:j] - a[j]) * om[:j] - b[j - 1] * om_prev[:j]
+        raw[1:] += b[: j - 1] * om[: j - 1]
+        raw += np.where(raw >= 0.0, noise, -noise)
+        new[i] = raw / bj
+    new[j] = noise / bj
+    new[j + 1] = 1.0
+    return new
+
+
 def lanczos(
     op: Any,
     *,
@@ -296,8 +345,8 @@ def lanczos(
     V0:
         ``(n, k)`` start vectors (normalised here; a zero column is an error).
     reorth:
-        ``"full"`` (default here: the reference path) or ``"none"``; see the module docstring.
-        :func:`numerics.slq.slq` defaults to ``"none"``.
+        ``"full"`` (default here: the reference path), ``"partial"`` or ``"none"``; see the module docstring.
+        :func:`numerics.slq.slq` chooses between ``"partial"`` and ``"none"`` by memory.
     accumulate_dtype:
         dtype of the Lanczos vectors and coefficients (default float64; ``None`` uses the operator's dtype,
         halving the memory and traffic of the vectors: module docstring, "Precision").
@@ -309,8 +358,8 @@ def lanczos(
         ``√(α² + β²)`` seen so far: the rounding error of one product and orthogonalisation is about
         ``√n · eps · ‖A‖`` (random-walk accumulation), so a smaller ``β`` is numerically zero.
     keep_basis:
-        Keep the ``(k, m, n)`` basis and measure ``orthogonality_loss`` (required by ``reorth="full"``).
-        Default: ``reorth == "full"``, so ``"none"`` runs in ``O(k n)`` memory (:func:`basis_bytes`).
+        Keep the ``(k, m, n)`` basis and measure ``orthogonality_loss`` (required by ``"full"`` and
+        ``"partial"``). Default: ``reorth != "none"``, so ``"none"`` runs in ``O(k n)`` memory (:func:`basis_bytes`).
 
     Raises
     ------
@@ -333,11 +382,11 @@ def lanczos(
     m = check_int("steps", steps, minimum=1, maximum=n)
     check_choice("reorth", reorth, REORTH_MODES)
     if keep_basis is None:
-        keep_basis = reorth == "full"
+        keep_basis = reorth != "none"
     elif not isinstance(keep_basis, bool):
         raise TypeError(f"keep_basis must be a bool or None, got keep_basis={keep_basis!r}")
-    if reorth == "full" and not keep_basis:
-        raise ValueError("reorth='full' needs the basis: keep_basis=False is only allowed with reorth='none'")
+    if reorth != "none" and not keep_basis:
+        raise ValueError(f"reorth={reorth!r} needs the basis: keep_basis=False is only allowed with reorth='none'")
     acc = _check_dtype("accumulate_dtype", accumulate_dtype, allow_none=True) or op.dtype
     if breakdown_tol is not None:
         breakdown_tol = check_real("breakdown_tol", breakdown_tol, minimum=0.0)
@@ -383,6 +432,13 @@ def lanczos(
     coef = torch.zeros((k, 2), dtype=acc, device=dev)  # (α_j, β_{j-1}) placed at the ring slots of (q_j, q_{j-1})
     ab = torch.zeros((2, k), dtype=acc, device=dev)  # α_j and β_j² of this step, one host transfer
     beta_prev = np.zeros(k)
+    reorths = np.zeros(k, dtype=np.int64)
+    # partial reorthogonalisation: Simon's estimates ω_{j,i} ≈ q_jᵀq_i of the last two rows, per probe
+    u = max(float(torch.finfo(acc).eps), eps_op)  # the operator's rounding enters the local errors too
+    semi = math.sqrt(u)
+    omega = np.zeros((k, 2, m + 1))
+    omega[:, 1, 0] = 1.0  # ω_{0,0} = 1
+    force = np.zeros(k, dtype=bool)
     anorm = 0.0
     matvecs = 0
     calls = 0
@@ -412,7 +468,7 @@ def lanczos(
         for i, l in enumerate(active):
             # w −= α_j q_j + β_{j−1} q_{j−1}: one GEMV over the probe's (2, n) ring slot
             W[i].addmv_(ring[l].T, coef[l], alpha=-1.0)
-            if basis is not None and reorth == "full":
+            if reorth == "full":
                 _reorthogonalise(basis[l, : j + 1, :], W[i])
             torch.dot(W[i], W[i], out=ab[1, l])
         host = ab.cpu().to(torch.float64).numpy()  # one device sync per step
@@ -423,10 +479,33 @@ def lanczos(
                 f"operator product at Lanczos step {j + 1} is not finite (NaN or inf) for probes {bad}"
             )
         b_np = np.sqrt(np.maximum(b2_np, 0.0))
+        anorm = max(anorm, float(np.sqrt(a_np**2 + b_np**2 + beta_prev**2)[act_np].max()))
+        if reorth == "partial" and basis is not None and j + 1 < m:
+            redo = []
+            for i, l in enumerate(active):
+                if b_np[l] <= 0.0:
+                    continue
+                alphas[l, j], betas[l, j] = a_np[l], b_np[l]
+                new = _omega_next(omega[l, 1], omega[l, 0], alphas[l], betas[l], j, 2.0 * u * anorm)
+                if force[l] or np.abs(new[: j + 1]).max() > semi:
+                    redo.append((i, l))
+                    force[l] = not force[l]  # Simon's rule: the next vector is reorthogonalised too
+                    new[: j + 1] = u  # orthogonal to working precision after CGS2
+                omega[l, 0] = omega[l, 1]
+                omega[l, 1] = new
+            for i, l in redo:
+                _reorthogonalise(basis[l, : j + 1, :], W[i])
+                torch.dot(W[i], W[i], out=ab[1, l])
+                reorths[l] += 1
+            if redo:
+                b2 = ab[1].cpu().to(torch.float64).numpy()
+                for _, l in redo:
+                    b_np[l] = math.sqrt(max(float(b2[l]), 0.0))
+        elif reorth == "full":
+            reorths[act_np] += 1
         alphas[act_np, j] = a_np[act_np]
         betas[act_np, j] = b_np[act_np]
         steps_done[act_np] = j + 1
-        anorm = max(anorm, float(np.sqrt(a_np**2 + b_np**2 + beta_prev**2)[act_np].max()))
         if breakdown_tol is None:
             tol = 10.0 * math.sqrt(n) * eps_op * anorm
         newly = act_np & (b_np <= tol)
@@ -469,6 +548,7 @@ def lanczos(
         dim=n,
         breakdown_tol=float(tol),
         reorth=reorth,
+        reorthogonalisations=reorths,
         dtype=acc,
         basis=basis,
     )

@@ -404,14 +404,19 @@ def test_fast_path_gauss_rules_within_jackson_bound_of_each_probe_measure(name: 
         "reference": slq(ks.operator(), steps=m, n_probes=k, generator=gen(5), reorth="full",
                          accumulate_dtype=torch.float64),
         "fast": slq(ks.operator(dtype=torch.float32), steps=m, n_probes=k, generator=gen(5)),  # the defaults
+        "partial": slq(ks.operator(dtype=torch.float32), steps=m, n_probes=k, generator=gen(5), reorth="partial"),
     }
     assert runs["fast"].reorth == "none" and runs["fast"].basis_dtype == "torch.float32"
     assert runs["fast"].orthogonality_loss is None and runs["reference"].orthogonality_loss.max() < 1e-12
+    # partial reorthogonalisation keeps semi-orthogonality (≤ √eps32), with fewer reorthogonalisations than steps
+    assert runs["partial"].orthogonality_loss.max() <= np.sqrt(np.finfo(np.float32).eps)
+    assert (runs["partial"].reorthogonalisations < m).all() and (runs["reference"].reorthogonalisations == m).all()
     from numerics.lanczos import draw_probes
 
     Z = draw_probes(ks.n, k, generator=gen(5)).numpy()  # the same probes both runs drew
     bound = np.pi * R / (4 * m)
-    slack = {"reference": 1e3 * EPS * np.abs(lam).max(), "fast": 1e3 * np.finfo(np.float32).eps * np.abs(lam).max()}
+    slack32 = 1e3 * np.finfo(np.float32).eps * np.abs(lam).max()
+    slack = {"reference": 1e3 * EPS * np.abs(lam).max(), "fast": slack32, "partial": slack32}
     for key, res in runs.items():
         s = res.spectrum
         for l in range(k):
@@ -424,6 +429,9 @@ def test_fast_path_gauss_rules_within_jackson_bound_of_each_probe_measure(name: 
     f = lambda x: np.abs(x - 0.1)  # noqa: E731
     diff = np.abs(runs["fast"].spectrum.per_probe(f) - runs["reference"].spectrum.per_probe(f))
     assert diff.max() <= 2 * bound + slack["fast"]
+    # semi-orthogonality makes the partial path's rule the reference's, up to float32 rounding of T (no ghosts)
+    np.testing.assert_allclose(runs["partial"].spectrum.per_probe(f), runs["reference"].spectrum.per_probe(f),
+                               rtol=0, atol=1e-3 * R)
 
 
 def test_fast_path_ghosts_split_weight_not_add_it() -> None:
@@ -446,6 +454,22 @@ def test_fast_path_ghosts_split_weight_not_add_it() -> None:
         assert abs(s.weights[l][near].sum() - want) <= 1e-4, (s.weights[l][near], want)
 
 
+def test_partial_reorthogonalisation_counts_like_full() -> None:
+    # counting eigenvalues needs an orthogonal (or semi-orthogonal) basis: with m = n the partial path recovers the
+    # spectrum, and a converged outlier is one node, as with full reorthogonalisation
+    lam = np.concatenate([np.linspace(0.0, 1.0, 199), [30.0]])
+    from numerics.operators import DiagonalOperator
+
+    op = DiagonalOperator(lam)
+    for reorth in ("partial", "full"):
+        s = slq(op, steps=80, n_probes=2, generator=gen(3), reorth=reorth).spectrum
+        assert (np.sum((s.nodes > 29.0) & (s.weights > 0), axis=1) == 1).all(), reorth
+    small = rotated_diagonal(np.linspace(-2.0, 3.0, 40), np.random.default_rng(4))
+    s = slq(small.operator(), steps=40, n_probes=2, generator=gen(4), reorth="partial").spectrum
+    for l in range(2):
+        np.testing.assert_allclose(np.sort(s.nodes[l]), small.eigenvalues, rtol=0, atol=1e-8)
+
+
 def test_memory_budget_falls_back_to_basis_free_and_records_it() -> None:
     from numerics.lanczos import basis_bytes
 
@@ -454,8 +478,10 @@ def test_memory_budget_falls_back_to_basis_free_and_records_it() -> None:
     lean_need = basis_bytes(200, steps=30, n_probes=4, reorth="none", dtype=torch.float64)
     ok = slq(ks.operator(), steps=30, n_probes=4, generator=gen(1), reorth="full", memory_budget=full_need)
     assert ok.reorth == "full" and ok.warnings == () and ok.lanczos_bytes == full_need
+    assert ok.to_dict()["reorthogonalisations"] == [30] * 4
     fb = slq(ks.operator(), steps=30, n_probes=4, generator=gen(1), reorth="full", memory_budget=full_need - 1)
     assert fb.reorth == "none" and fb.lanczos_bytes == lean_need and fb.orthogonality_loss is None
+    assert fb.reorthogonalisations is None
     assert len(fb.warnings) == 1 and "ran reorth='none'" in fb.warnings[0]
     assert fb.to_dict()["warnings"] == list(fb.warnings) and fb.to_dict()["lanczos_bytes"] == lean_need
     # the same probes: the fallback is the basis-free run, bit for bit
