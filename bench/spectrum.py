@@ -20,8 +20,8 @@ min–max over the rounds):
 * ``PyHessian dataloader`` (``--modes`` includes ``dataloader``): ``dataloader=`` over the same samples in
   batches of ``--batch-size`` (forward and first-order backward recomputed for every product), against
   ``ours`` on the same list of batches;
-* ``ours full-reorth float64`` (``--reference``, where its basis fits ``--reference-max-gb``): the previous
-  default (full reorthogonalisation, float64 basis) on the same operator path, to show what the defaults change.
+* ``ours reorth=partial`` (``--partial``, where its stored basis fits ``--partial-max-gb``): Simon's partial
+  reorthogonalisation on the same operator path (no ghost nodes: the better W1 per step on small models).
 
 Reported beside seconds: HVPs and data passes of each run, the time of one HVP (``op.matmat`` of a block of
 ``--probes`` columns in the layout Lanczos passes, on a warm cached operator, divided by the probes; timed in
@@ -162,12 +162,21 @@ def operator(model: nn.Module, batches: list) -> HessianOperator:
     return HessianOperator(model, nn.CrossEntropyLoss(), batches, cache_graph="auto")
 
 
-def run_ours(model: nn.Module, batches: list, args: argparse.Namespace, seed: int, reference: bool = False) -> dict:
+def has_partial() -> bool:
+    """Whether this code has partial reorthogonalisation (the older code had only "none"/"full")."""
+    try:
+        from numerics.lanczos import REORTH_MODES
+    except ImportError:
+        return False
+    return "partial" in REORTH_MODES
+
+
+def run_ours(model: nn.Module, batches: list, args: argparse.Namespace, seed: int, partial: bool = False) -> dict:
     device = next(model.parameters()).device
     sync(device)
     t0 = time.perf_counter()
     op = operator(model, batches)
-    kw: dict[str, Any] = {"reorth": "full", "accumulate_dtype": torch.float64} if reference else {}
+    kw: dict[str, Any] = {"reorth": "partial"} if partial else {}
     res = slq(op, steps=args.steps, n_probes=args.probes, generator=torch.Generator().manual_seed(seed), **kw)
     sync(device)
     seconds = time.perf_counter() - t0
@@ -342,14 +351,15 @@ def memory_child(args: argparse.Namespace) -> int:
     batches = split(X, y, args.samples if args.memory_child_mode == "single" else args.batch_size)
     n = n_weights(model)
     estimate = None
-    if args.memory_child_contender == "ours":
+    if args.memory_child_contender.startswith("ours"):
         try:
             from numerics.lanczos import basis_bytes
 
             est_op = operator(model, batches).estimate_memory(args.probes)
             path = "cached double-backward" if est_op.cached_graph_bytes is not None and (
                 est_op.cached_graph_bytes <= 1 << 30) else "double-backward"
-            estimate = basis_bytes(n, steps=args.steps, n_probes=args.probes, reorth="none",
+            reorth = "partial" if args.memory_child_contender == "ours reorth=partial" else "none"
+            estimate = basis_bytes(n, steps=args.steps, n_probes=args.probes, reorth=reorth,
                                    dtype=torch.float32) + est_op.paths[path]
         except (ImportError, AttributeError):  # the older code has no estimator
             estimate = None
@@ -363,8 +373,8 @@ def memory_child(args: argparse.Namespace) -> int:
             fh.write("5")  # reset VmHWM to the current RSS
     if args.memory_child_contender == "ours":
         run = run_ours(model, batches, args, args.seed)
-    elif args.memory_child_contender == "ours full-reorth float64":
-        run = run_ours(model, batches, args, args.seed, reference=True)
+    elif args.memory_child_contender == "ours reorth=partial":
+        run = run_ours(model, batches, args, args.seed, partial=True)
     else:
         run = run_pyhessian(model, batches, args.memory_child_mode, args, args.seed)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _status_bytes("VmHWM")
@@ -406,11 +416,22 @@ def bench_size(target: int, args: argparse.Namespace) -> dict:
     out: dict[str, Any] = {"target": target, "n": n, "widths": list(widths), "samples": args.samples, "modes": {}}
     exact = None
     if n <= args.dense_max:
-        progress(f"n = {n}: dense Hessian and eigvalsh")
-        exact, t_dense = exact_eigenvalues(model, X, y)
+        cache = None
+        if args.exact_cache:
+            os.makedirs(args.exact_cache, exist_ok=True)
+            key = f"exact_n{n}_N{args.samples}_seed{args.seed}_train{args.train_steps}_{'-'.join(map(str, widths))}.npy"
+            cache = os.path.join(args.exact_cache, key)
+        if cache is not None and os.path.exists(cache):
+            exact, t_dense = np.load(cache), float("nan")
+            progress(f"n = {n}: exact eigenvalues from {cache}")
+        else:
+            progress(f"n = {n}: dense Hessian and eigvalsh")
+            exact, t_dense = exact_eigenvalues(model, X, y)
+            if cache is not None:
+                np.save(cache, exact)
         out["exact"] = {"seconds": t_dense, "lambda_min": float(exact[0]), "lambda_max": float(exact[-1])}
     span = None if exact is None else float(exact[-1] - exact[0])
-    ref_bytes = args.probes * args.steps * n * 8
+    partial = args.partial and has_partial() and args.probes * args.steps * n * 4 <= args.partial_max_gb * 2**30
     for mode in args.modes:
         batches = split(X, y, args.samples if mode == "single" else args.batch_size)
         peer = f"PyHessian {'single-batch' if mode == 'single' else 'dataloader'}"
@@ -418,8 +439,8 @@ def bench_size(target: int, args: argparse.Namespace) -> dict:
             ("ours", lambda seed: run_ours(model, batches, args, seed)),
             (peer, lambda seed: run_pyhessian(model, batches, mode, args, seed)),
         ]
-        if args.reference and ref_bytes <= args.reference_max_gb * 2**30:
-            contenders.append(("ours full-reorth float64", lambda seed: run_ours(model, batches, args, seed, True)))
+        if partial:
+            contenders.append(("ours reorth=partial", lambda seed: run_ours(model, batches, args, seed, True)))
         warm = operator(model, batches)
         gen = torch.Generator().manual_seed(args.seed + 1)
         one_hvp_seconds(warm, args.probes, gen)  # builds the cached graph (or decides the streaming method)
@@ -452,12 +473,12 @@ def bench_size(target: int, args: argparse.Namespace) -> dict:
                               "hvp_choice": getattr(warm, "hvp_choice", None)}
         del warm
         if exact is not None and args.w1_seeds > 0 and mode == "single":
-            # W1 is random (n_v probes): compare means over independent probe draws, same draws for both
-            w1: dict[str, list[float]] = {"ours": [], peer: []}
-            secs: dict[str, list[float]] = {"ours": [], peer: []}
+            # W1 is random (n_v probes): compare means over independent probe draws, the same draws for all
+            w1: dict[str, list[float]] = {name: [] for name, _ in contenders}
+            secs: dict[str, list[float]] = {name: [] for name, _ in contenders}
             for j in range(args.w1_seeds):
                 seed = args.seed + 1000 + j
-                for name, fn in (contenders[:2] if j % 2 == 0 else contenders[1::-1]):
+                for name, fn in contenders[j % len(contenders):] + contenders[: j % len(contenders)]:
                     rr = fn(seed)
                     w1[name].append(rr["spectrum"].wasserstein1(exact) / span)
                     secs[name].append(rr["seconds"])
@@ -472,8 +493,8 @@ def bench_size(target: int, args: argparse.Namespace) -> dict:
     if args.memory:
         out["memory"] = {}
         contenders_m = ["ours", "PyHessian single-batch"]
-        if args.reference and ref_bytes <= args.reference_max_gb * 2**30:
-            contenders_m.append("ours full-reorth float64")
+        if partial:
+            contenders_m.append("ours reorth=partial")
         for name in contenders_m:
             progress(f"n = {n}: memory of {name} (fresh process)")
             out["memory"][name] = measure_memory(target, name, "single", args)
@@ -485,9 +506,15 @@ def fmt(s: dict[str, float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{s['median'] * scale:.{digits}f} [{s['min'] * scale:.{digits}f}–{s['max'] * scale:.{digits}f}]"
 
 
+def fmt_e(s: dict[str, float]) -> str:
+    return f"{s['median']:.2e} [{s['min']:.2e}–{s['max']:.2e}]"
+
+
 def print_report(results: list[dict], env: dict, args: argparse.Namespace) -> None:
     print(f"# SLQ at scale: {args.steps} steps x {args.probes} probes, {args.samples} synthetic CIFAR-shaped samples, "
           f"FC5-family MLPs; medians [min–max] over {args.repeats} interleaved rounds")
+    if env.get("label"):
+        print(f"# {env['label']}")
     print(f"# environment: torch {env.get('torch')}, {env.get('torch_threads')} thread(s), {env.get('cpus_usable')} usable "
           f"CPUs, device {args.device}, git {env.get('git_commit')}, load avg at start {env.get('loadavg_at_start')}")
     print("\nn | mode | run | seconds | PyHessian/this | HVPs | data passes | one HVP ms | wall/(HVPs x HVP) | W1/range | path")
@@ -495,7 +522,7 @@ def print_report(results: list[dict], env: dict, args: argparse.Namespace) -> No
         for mode, m in res["modes"].items():
             one_ms = m["one_hvp_s"]["median"] * 1e3
             for name, r in m["runs"].items():
-                w1 = fmt(r["w1_over_range"], 1.0, 4) if "w1_over_range" in r else "n/a"
+                w1 = fmt_e(r["w1_over_range"]) if "w1_over_range" in r else "n/a"
                 ratio = f"{r['wall_over_hvps']:.2f}" if "wall_over_hvps" in r else "-"
                 path = r.get("hvp_path") or "-"
                 if r.get("reorth"):
@@ -505,7 +532,7 @@ def print_report(results: list[dict], env: dict, args: argparse.Namespace) -> No
             if "w1_draws" in m:
                 d = m["w1_draws"]
                 print("   W1/range over " + ", ".join(
-                    f"{k}: {v['mean']:.4f} ± {v['sd']:.4f} (sd) in {v['seconds']['median']:.2f} s" for k, v in d.items()
+                    f"{k}: {v['mean']:.3e} ± {v['sd']:.1e} (sd) in {v['seconds']['median']:.2f} s" for k, v in d.items()
                 ) + f" ({args.w1_seeds} probe draws)")
         if "hvp_paths" in res and res["hvp_paths"]:
             hp = res["hvp_paths"]
@@ -539,10 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--w1-seeds", type=int, default=4, help="extra probe draws for W1 where exact (default 4)")
     p.add_argument("--dense-max", type=int, default=12_000, help="largest n with a dense eigvalsh reference")
-    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the full-reorth float64 path (the previous default)")
-    p.add_argument("--reference-max-gb", type=float, default=2.0,
-                   help="skip the full-reorth float64 path where its basis exceeds this (GiB)")
+    p.add_argument("--exact-cache", metavar="DIR", help="keep the exact eigenvalues here (keyed by model and data)")
+    p.add_argument("--partial", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time reorth='partial' (stored basis) where it fits --partial-max-gb")
+    p.add_argument("--partial-max-gb", type=float, default=0.5,
+                   help="skip reorth='partial' where its float32 basis exceeds this (GiB; default 0.5)")
     p.add_argument("--hvp-paths", action=argparse.BooleanOptionalAction, default=True,
                    help="time each product path against one gradient")
     p.add_argument("--memory", action="store_true", help="measure peak memory per weight in fresh processes")
@@ -551,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (use 1 with OMP_NUM_THREADS=1 when shared)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON (atomically)")
+    p.add_argument("--label", default="", help="a label recorded with the results (e.g. the code version run)")
     p.add_argument("--quick", action="store_true", help="smoke run: sizes 1e4,1e5, 32 steps, 2 rounds, 1 W1 draw")
     p.add_argument("--memory-child-size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--memory-child-contender", help=argparse.SUPPRESS)
@@ -569,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         p.error("PyHessian is not installed: pip install -c constraints.txt -e '.[bench]'")
     env = provenance(args.device)
+    env["label"] = args.label
     env["loadavg_at_start"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     with contextlib.suppress(Exception):
         from importlib.metadata import version
