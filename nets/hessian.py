@@ -209,8 +209,9 @@ class HessianMemory:
       cached).
     * ``paths`` (peak of a product by each path, beyond the parameters and the data): ``"cached double-backward"``
       ``= cached_graph_bytes + G + product_bytes``; ``"double-backward" = 2G + X + product_bytes``;
-      ``"forward-over-reverse" = (1 + k)(G + X) + product_bytes`` (a tangent of the graph and of the batch's
-      inputs per probe under ``vmap``); each plus ``overhead_bytes[path]``, the first call's fixed allocations.
+      ``"forward-over-reverse" = (1 + c)(G + X) + product_bytes`` with ``c = min(k, chunk_size)`` (a tangent of
+      the graph and of the batch's inputs per probe of a ``vmap`` chunk); each plus the first call's fixed
+      allocations (:data:`_PATH_OVERHEAD_BYTES`).
 
     The parameters' snapshot (``parameter_bytes``) is already allocated at construction. The Lanczos vectors
     are :func:`numerics.lanczos.basis_bytes`.
@@ -853,7 +854,8 @@ class HessianOperator(LinearOperator):
         cached = sum(g(b) for b in sizes) + n * s + cast if self._is_sequence else None
         paths = {
             "double-backward": 2 * g_max + x_max + product,
-            "forward-over-reverse": (1 + k) * (g_max + x_max) + product,
+            "forward-over-reverse": (1 + (k if self.chunk_size is None else min(k, self.chunk_size))) * (g_max + x_max)
+            + product,
         }
         if cached is not None:
             paths["cached double-backward"] = cached + g_max + product
