@@ -275,26 +275,33 @@ def test_cuda_operator_matches_cpu() -> None:
     np.testing.assert_allclose(gpu.weights, cpu.weights, rtol=0, atol=1e-10)
 
 
+def _big_storages(n: int) -> dict[int, int]:
+    """Storage pointer -> bytes of every live tensor of at least ``n`` elements (found through the collector)."""
+    import gc
+    import warnings
+
+    seen: dict[int, int] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # isinstance on deprecated torch.distributed aliases
+        for obj in gc.get_objects():
+            if isinstance(obj, torch.Tensor) and obj.numel() >= n:
+                st = obj.untyped_storage()
+                seen[st.data_ptr()] = st.nbytes()
+    return seen
+
+
 class _LiveBytes(LinearOperator):
-    """``2·V`` that records, at each call, the bytes of every live tensor storage of at least ``n`` elements (the
-    Lanczos vectors and its own output), found through the garbage collector."""
+    """``2·V`` that records, at each call, the bytes of every live tensor storage of at least ``n`` elements that
+    did not exist before the run (the Lanczos vectors and its own output)."""
 
     def __init__(self, n: int, dtype: torch.dtype) -> None:
         super().__init__((n, n), dtype, "cpu", True)
         self.peak = 0
+        self.before = set(_big_storages(n))  # tensors other code left alive: not the run's
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        import gc
-        import warnings
-
         out = 2.0 * V
-        seen: dict[int, int] = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # isinstance on deprecated torch.distributed aliases
-            for obj in gc.get_objects():
-                if isinstance(obj, torch.Tensor) and obj.numel() >= self.shape[0]:
-                    st = obj.untyped_storage()
-                    seen[st.data_ptr()] = st.nbytes()
+        seen = {p: b for p, b in _big_storages(self.shape[0]).items() if p not in self.before}
         self.peak = max(self.peak, sum(seen.values()))
         return out
 
