@@ -55,14 +55,16 @@ Layout: products are returned as ``(n, k)`` tensors whose columns are contiguous
 row-major ``(k, n)`` block), the layout in which each probe's product is written and in which
 :func:`numerics.lanczos.lanczos` reads them without a copy.
 
-Cost (``bench/spectrum.py``, float32, 1 CPU thread, torch 2.13; gradient = one forward + backward over the
-same data): see that benchmark's output for this machine; the cached product costs one second-order
-backward per probe (about 14 matrix multiplications per probe for an MLP layer stack: the count of an R-op
-pass with the primal cached) and runs at the single-thread GEMM rate. torch.compile was tried on the
+Cost (``bench/spectrum.py --hvp-paths``: FC5-family MLPs, 512 synthetic CIFAR-shaped samples in 4 batches of
+128, 4 probes, float32, 1 thread of a loaded 2-core machine, torch 2.13; interleaved medians): one product per
+probe over one gradient (forward + backward over the same batches) was 0.65 / 1.67 / 1.33 for the cached path,
+0.99 / 1.83 / 1.74 for streaming double-backward and 1.86 / 2.98 / 2.02 for forward-over-reverse at 10⁴ / 10⁵ /
+10⁶ weights (so ``hvp_method="auto"`` chooses double-backward on these models). The cached product is one
+second-order backward per probe and runs at the single-thread GEMM rate. torch.compile was tried on the
 forward-over-reverse product (26k-parameter MLP, 2 CPU cores): about a minute of compilation and a slower
-product, so it is not used. Two alternatives measured slower than the per-probe loop of second-order
-backward calls, so neither is used: one call with ``torch.autograd.grad(..., is_grads_batched=True)``
-(1.4×) and ``torch.func.linearize`` + ``vmap`` (1.1×).
+product, so it is not used. Two alternatives measured slower than the per-probe loop of second-order backward
+calls, so neither is used: one call with ``torch.autograd.grad(..., is_grads_batched=True)`` (1.4× on a digits
+MLP; 0.9–1.1× on the FC5 family at 10⁴–10⁶ weights) and ``torch.func.linearize`` + ``vmap`` (1.1×).
 """
 
 from __future__ import annotations
