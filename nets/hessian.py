@@ -26,8 +26,8 @@ Product paths (Pearlmutter 1994, "Fast exact multiplication by the Hessian"), al
   ``torch.func.grad``, ``vmap``-ped over the ``k`` probes (one primal pass shared by the probes; memory about
   ``1 + k`` times one batch's graph).
 * ``hvp_method="auto"`` (default) streams by whichever of the two is faster *on this model and data*: at the
-  first streaming product it times one product of each on the first batch (after a one-sample warm-up of
-  each) and keeps the faster (:attr:`HessianOperator.hvp_choice` records the times and the two products'
+  first streaming product it times one product of each on (at most 64 samples of) the first batch, after a
+  one-sample warm-up of each, and keeps the faster (:attr:`HessianOperator.hvp_choice` records the times and the two products'
   relative difference, a parity check for free). The ratio is not universal: forward-over-reverse cost 3.0
   gradients on FC5 at 3.9 M weights against 2.0–2.3 for double-backward (issue 11), while vmap's batching of
   the probes favours it on small models.
@@ -100,6 +100,11 @@ _HVP_CHOICES: tuple[str, ...] = ("auto", *HVP_METHODS)
 #: digits MLP over the 1 797 digits holds about 13 MB, so the fast path is taken for every small in-memory
 #: dataset, while a large dataset or model falls back to the streaming path, whose memory is one batch.
 CACHE_GRAPH_AUTO_BYTES: int = 1 << 30
+
+#: ``hvp_method="auto"`` times the two streaming methods on at most this many samples of the first batch (ours:
+#: enough for the per-sample work to dominate the per-call overhead on the FC5 family, while the measurement's
+#: memory, about ``(1 + k)`` graphs of this many samples for forward-over-reverse, stays small).
+_CHOICE_SAMPLES: int = 64
 
 
 def _all_finite(t: torch.Tensor) -> bool:
@@ -312,7 +317,8 @@ class HessianOperator(LinearOperator):
         Bytes held by the cached path (measured at the build; ``None`` before it).
     hvp_choice:
         With ``hvp_method="auto"``, after the first streaming product: the seconds of one product by each
-        method on the first batch, the chosen method, and the two products' largest relative difference.
+        method on (a slice of) the first batch, the chosen method, and the two products' largest relative
+        difference.
 
     Examples
     --------
@@ -624,24 +630,27 @@ class HessianOperator(LinearOperator):
 
     def _choose_method(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor,
                        like: list[torch.Tensor]) -> torch.Tensor:
-        """``hvp_method="auto"``: time one product of each method on this (first) batch, keep the faster.
+        """``hvp_method="auto"``: time one product of each method on a slice of this (first) batch, keep the faster,
+        and return this batch's product by it.
 
-        Each method first runs once on a one-sample slice (warm-up: lazy initialisation of functorch and of
-        the autograd engine would otherwise be charged to whichever runs first). A method that raises a
+        The slice has at most :data:`_CHOICE_SAMPLES` samples, so the measurement costs at most two small products
+        (plus a one-sample warm-up of each: lazy initialisation of torch.func and of the autograd engine would
+        otherwise be charged to whichever runs first) and its memory stays bounded whatever the batch size
+        (forward-over-reverse holds a tangent of the graph per probe). A method that raises a
         ``RuntimeError``/``NotImplementedError`` here (an op without a forward-mode or batching rule, or out of
-        memory: forward-over-reverse holds a tangent of the graph per probe) is skipped. Both products are exact,
-        so the faster one's result is used for this batch; their relative difference is recorded as a parity
-        check.
+        memory) is skipped. Both products are exact; their relative difference is recorded as a parity check.
         """
+        b = min(int(x.shape[0]), _CHOICE_SAMPLES)
+        xs, ys = x[:b], y[:b]
         seconds: dict[str, float] = {}
         outs: dict[str, torch.Tensor] = {}
         failures: dict[str, str] = {}
         for method in HVP_METHODS:
             try:
-                self._product_by(method, x[:1], y[:1], V, like)
+                self._product_by(method, xs[:1], ys[:1], V, like)
                 self._sync()
                 t0 = time.perf_counter()
-                outs[method] = self._product_by(method, x, y, V, like)
+                outs[method] = self._product_by(method, xs, ys, V, like)
                 self._sync()
                 seconds[method] = time.perf_counter() - t0
             except (RuntimeError, NotImplementedError) as err:
@@ -652,21 +661,24 @@ class HessianOperator(LinearOperator):
         best = min(seconds, key=seconds.__getitem__)
         diff = None
         if len(outs) == 2:
-            a, b = outs["double-backward"], outs["forward-over-reverse"]
+            a, c = outs["double-backward"], outs["forward-over-reverse"]
             scale = float(a.abs().max())
-            diff = float((a - b).abs().max()) / scale if scale > 0 else float((a - b).abs().max())
+            diff = float((a - c).abs().max()) / scale if scale > 0 else float((a - c).abs().max())
         self._stream_method = best
         self.hvp_choice = {
             "chosen": best,
             "seconds": seconds,
-            "batch_size": int(x.shape[0]),
+            "samples": b,
             "n_probes": int(V.shape[1]),
             "max_rel_diff": diff,
             "failures": failures,
         }
-        logger.info("hvp_method='auto': %s (one product on a batch of %d: %s; max relative difference %s)",
-                    best, int(x.shape[0]), {m: round(t, 4) for m, t in seconds.items()}, diff)
-        return outs[best]
+        logger.info("hvp_method='auto': %s (one product on %d samples: %s; max relative difference %s)",
+                    best, b, {m: round(t, 4) for m, t in seconds.items()}, diff)
+        if b == int(x.shape[0]):
+            return outs[best]
+        del outs
+        return self._product_by(best, x, y, V, like)
 
     def _forward_over_reverse(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor, like: list[torch.Tensor]) -> torch.Tensor:
         names = self.names

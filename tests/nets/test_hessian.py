@@ -493,13 +493,28 @@ def test_auto_streaming_choice_parity_and_record() -> None:
     c = H.hvp_choice
     assert set(c["seconds"]) == set(HVP_METHODS) and all(t > 0 for t in c["seconds"].values())
     assert c["chosen"] == min(c["seconds"], key=c["seconds"].get) == H.hvp_path
-    assert c["batch_size"] == 6 and c["n_probes"] == 3 and c["failures"] == {}
+    assert c["samples"] == 6 and c["n_probes"] == 3 and c["failures"] == {}
     assert c["max_rel_diff"] <= 1e-12  # the two exact methods agree to float64 round-off
     scale = ref.abs().max().item()
     assert (out - ref @ V).abs().max().item() <= TOL * scale
     assert (H.matmat(V) - ref @ V).abs().max().item() <= TOL * scale  # later calls: the chosen method only
     assert H.hvp_choice is c  # decided once
     assert H.cost() == {"hvps": 6, "matmat_calls": 2, "data_passes": 2, "gradients": 0}
+
+
+def test_auto_streaming_choice_measures_on_a_slice_of_a_large_batch(monkeypatch) -> None:
+    import nets.hessian as hessian_mod
+
+    monkeypatch.setattr(hessian_mod, "_CHOICE_SAMPLES", 3)
+    g = _gen(37)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [8, 5], g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, cache_graph=False)
+    ref = HessianOperator(model, nn.CrossEntropyLoss(), data, hvp_method="double-backward", dtype=torch.float64,
+                          cache_graph=False)
+    V = torch.randn(H.shape[0], 2, generator=g, dtype=torch.float64)
+    assert (H.matmat(V) - ref.matmat(V)).abs().max().item() <= TOL  # the whole first batch, not the slice
+    assert H.hvp_choice["samples"] == 3
 
 
 def test_auto_streaming_choice_skips_a_failing_method(monkeypatch) -> None:
