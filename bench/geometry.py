@@ -1,12 +1,12 @@
 """Benchmark: exact projections vs cvxpy (per-sample cost), ψ at 10⁴ values, elliptic projection at n = 10⁴.
 
-    .venv/bin/python bench/geometry.py [--quick]
+    .venv/bin/python bench/geometry.py [--quick] [--json PATH]
 
 Prints seconds per sample for the exact Monte Carlo sample (closed-form projection / exact 1-D minimisation
 over τ) and for a cvxpy (CLARABEL) projection of the same points, their ratio (target ≥ 100× at d = 1000),
 the time of ``l1_psi`` on 10⁴ values (target < 50 ms), and the elliptic-cone projection cost at n = 10⁴.
 Cost is also given in model-independent units: projections, and root-find iterations (each one pass over
-the n coordinates) for the elliptic cone. Accuracy is asserted against cvxpy and by the Moreau conditions.
+the n coordinates) for the elliptic cone. Accuracy is asserted against cvxpy and by the Moreau conditions. ``--json`` writes every figure with the environment (``nets.io.provenance()``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few cvxpy solves (smoke run)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON (atomically)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
 
@@ -123,6 +124,20 @@ def main(argv: list[str] | None = None) -> int:
         f"iterations, each one O(n) pass); cvxpy {t_ell_cvx * 1e3:.1f} ms per projection; ratio "
         f"{t_ell_cvx / t_ell:.0f}x; max|Δ| vs cvxpy {err:.1e}; Moreau residual {moreau:.1e}"
     )
+    if args.json:
+        from nets.io import atomic_write_json, jsonable, provenance
+
+        env = provenance()
+        env.update({"cvxpy": cvxpy.__version__, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")})
+        atomic_write_json(args.json, jsonable({
+            "environment": env,
+            "args": vars(args),
+            "projections": rows,
+            "l1_psi": {"values": rho.size, "seconds": t_psi, "target_seconds": 0.05},
+            "elliptic": {"n": n, "batch": batch, "seconds_per_projection": t_ell, "root_find_iterations": iters,
+                         "cvxpy_seconds_per_projection": t_ell_cvx, "ratio": t_ell_cvx / t_ell,
+                         "max_diff_vs_cvxpy": err, "moreau_residual": moreau, "orthogonality": ortho},
+        }), indent=2)
     return 0
 
 

@@ -14,7 +14,12 @@ Cost per step in memory passes (model-independent): SGD reads p, g and writes p 
 writes a, then reads a, writes p (5 streams): ≥ 5/3 of SGD for any unfused implementation on a
 bandwidth-bound machine. A gRDA step uses no gradient evaluations beyond the one SGD uses.
 
-Usage: ``python bench/grda.py [--quick] [--threads N]``.
+Timing: all optimizers are built first and stepped in interleaved rounds (round r steps every optimizer once,
+in an order rotated by r), so that a change of machine load hits every optimizer alike; each optimizer's step
+time is reported as the median with min–max over the rounds, and each ratio as the median (min–max) of the
+per-round ratios (both steps of a ratio measured in the same round).
+
+Usage: ``python bench/grda.py [--quick] [--threads N] [--reps R] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 import torch
 
 from nets.grda import GRDA
+from nets.io import atomic_write_json, jsonable, provenance
 
 
 def resnet18_cifar_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
@@ -67,23 +73,36 @@ class AuthorsGRDA(torch.optim.Optimizer):
                 p.copy_(torch.sign(a) * (torch.abs(a) - T.to(p.device)).clamp(min=0))
 
 
-def _median_time(fn, reps: int) -> tuple[float, float]:
-    fn()  # warm-up (state allocation)
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    ts.sort()
-    q1, q3 = ts[len(ts) // 4], ts[(3 * len(ts)) // 4]
-    return statistics.median(ts), q3 - q1
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def _interleaved(jobs: dict, reps: int) -> dict[str, list[float]]:
+    """Seconds of each job over ``reps`` rounds; round r runs every job once, the order rotated by r (after one
+    warm-up call each: state allocation)."""
+    names = list(jobs)
+    for name in names:
+        jobs[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            jobs[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _ratio(times: dict[str, list[float]], a: str, b: str) -> dict[str, float]:
+    """Median (min–max) over rounds of ``time[a] / time[b]``, both measured in the same round."""
+    return _summary([x / y for x, y in zip(times[a], times[b])])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: ResNet18 shapes / 8 widths, 5 repetitions")
-    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=30, help="interleaved rounds (default 30)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
+    ap.add_argument("--json", metavar="PATH", help="write the results as JSON (atomically)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,32 +162,43 @@ def main(argv: list[str] | None = None) -> int:
     assert err_auth <= 1e-6, f"authors'-style peer deviates from ours by {err_auth}"
     assert sgd_equal, "gRDA with c = 0 must equal SGD bit for bit"
 
-    # ---- timing -----------------------------------------------------------------------------------------
-    results = {}
-    for kind in ("sgd", "sgd_m", "grda", "grda_loop", "grdam", "authors"):
-        ps, opt = make(kind)
-        results[kind] = _median_time(opt.step, reps)
-        del ps, opt
+    # ---- timing (interleaved rounds) -----------------------------------------------------------------------
+    kinds = ("sgd", "sgd_m", "grda", "grda_loop", "grdam", "authors")
+    opts = {kind: make(kind) for kind in kinds}
+    times = _interleaved({kind: opts[kind][1].step for kind in kinds}, reps)
+    del opts
 
+    env = provenance("cpu")
     print(f"# gRDA optimizer step benchmark ({'quick' if args.quick else 'full'})")
     print(f"environment: python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or 'cpu'}")
+          f"{torch.get_num_threads()} threads, {env.get('cpus_usable')} usable CPUs, git {env.get('git_commit')}")
     print(f"parameters: {n_params:,} in {len(shapes)} tensors (ResNet18 CIFAR shapes{' / 8' if args.quick else ''}); "
-          f"{reps} repetitions, median and IQR; 0 gradient evaluations per step (gradients fixed)")
+          f"{reps} interleaved rounds, median [min–max]; 0 gradient evaluations per step (gradients fixed)")
     print(f"accuracy: max |ours - float64 reference| = {err_ref:.2e} (tol {tol:.1e}); "
           f"max |ours - authors' style| = {err_auth:.2e}; SGD == gRDA(c=0): {sgd_equal}; "
           f"sparsity after {steps} steps {zero_frac:.3f}")
     names = {"sgd": "torch SGD foreach, no momentum", "sgd_m": "torch SGD foreach, momentum 0.9",
              "grda": "GRDA foreach (ours)", "grda_loop": "GRDA for-loop reference (ours)",
              "grdam": "GRDA foreach, momentum 0.9 (ours)", "authors": "authors' style (float32, CPU counters)"}
-    for k, (med, iqr) in results.items():
-        print(f"  {names[k]:<42} {med * 1e3:8.2f} ms  (IQR {iqr * 1e3:.2f})")
-    sgd_t, sgdm_t, ours_t = results["sgd"][0], results["sgd_m"][0], results["grda"][0]
-    print(f"ratio GRDA / SGD (no momentum)         : {ours_t / sgd_t:.2f}x  (target <= 1.3x; >= 5/3 expected from "
-          "memory streams, see docstring)")
-    print(f"ratio GRDA / SGD (momentum 0.9)        : {ours_t / sgdm_t:.2f}x")
-    print(f"ratio GRDAM / SGD (both momentum 0.9)  : {results['grdam'][0] / sgdm_t:.2f}x")
-    print(f"speed-up over the authors' style       : {results['authors'][0] / ours_t:.2f}x  (target >= 2x)")
+    for k in kinds:
+        st = _summary(times[k])
+        print(f"  {names[k]:<42} {st['median'] * 1e3:8.2f} ms  [{st['min'] * 1e3:.2f}–{st['max'] * 1e3:.2f}]")
+    ratios = {
+        "grda_over_sgd": _ratio(times, "grda", "sgd"),
+        "grda_over_sgd_momentum": _ratio(times, "grda", "sgd_m"),
+        "grdam_over_sgd_momentum": _ratio(times, "grdam", "sgd_m"),
+        "authors_over_grda": _ratio(times, "authors", "grda"),
+    }
+
+    def show(label: str, key: str, note: str = "") -> None:
+        r = ratios[key]
+        print(f"{label:<39}: {r['median']:.2f}x [{r['min']:.2f}–{r['max']:.2f}]{note}")
+
+    show("ratio GRDA / SGD (no momentum)", "grda_over_sgd",
+         "  (target <= 1.3x; >= 5/3 expected from memory streams, see docstring)")
+    show("ratio GRDA / SGD (momentum 0.9)", "grda_over_sgd_momentum")
+    show("ratio GRDAM / SGD (both momentum 0.9)", "grdam_over_sgd_momentum")
+    show("speed-up over the authors' style", "authors_over_grda", "  (target >= 2x)")
 
     # ---- memory-stream calibration: the kernels a gRDA step is made of, on the same tensors ----------------
     # SGD's in-place update reads w and g and writes w (3 streams). gRDA adds w = S_T(a) into a separate
@@ -187,11 +217,26 @@ def main(argv: list[str] | None = None) -> int:
     def k_copy():
         torch._foreach_copy_(P, A)
 
-    cal = {name: _median_time(fn, reps)[0] for name, fn in
-           (("foreach add_ (a -= lr g)", k_add), ("softshrink into w", k_shrink), ("foreach copy_", k_copy))}
+    cal_times = _interleaved({"foreach add_ (a -= lr g)": k_add, "softshrink into w": k_shrink,
+                              "foreach copy_": k_copy}, reps)
+    cal = {name: statistics.median(v) for name, v in cal_times.items()}
     print("kernel calibration (median ms): " + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in cal.items()))
-    print(f"  softshrink / add = {cal['softshrink into w'] / cal['foreach add_ (a -= lr g)']:.2f} "
+    shrink_add = _ratio(cal_times, "softshrink into w", "foreach add_ (a -= lr g)")
+    print(f"  softshrink / add = {shrink_add['median']:.2f} [{shrink_add['min']:.2f}–{shrink_add['max']:.2f}] "
           "(2 nominal streams vs 3: about 1 means writes to a fresh buffer cost a read too)")
+    if args.json:
+        atomic_write_json(args.json, jsonable({
+            "environment": env,
+            "args": vars(args),
+            "n_params": n_params,
+            "accuracy": {"max_err_vs_float64": err_ref, "tol": tol, "max_err_vs_authors": err_auth,
+                         "sgd_equals_grda_c0": sgd_equal, "sparsity": zero_frac},
+            "step_seconds": {k: _summary(v) for k, v in times.items()},
+            "ratios": ratios,
+            "gradient_evaluations_per_step": 0,
+            "memory_streams_per_step": {"sgd": 3, "grda": 5},
+            "kernel_calibration_seconds": {k: _summary(v) for k, v in cal_times.items()},
+        }), indent=2)
     return 0
 
 

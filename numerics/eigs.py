@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from numerics.lanczos import _check_generator, draw_probes
+from numerics.lanczos import _check_dtype, draw_probes
 from numerics.operators import aslinearoperator
+from theory.validation import check_choice, check_int, check_positive, check_torch_generator
 
 __all__ = ["EigResult", "eigs"]
 
@@ -155,28 +156,21 @@ def eigs(
     if not op.symmetric:
         raise ValueError(f"eigs needs an operator declared symmetric, got {op!r}")
     n = op.shape[0]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
-        raise ValueError(f"k must be an int with 1 <= k < n = {n}, got {k!r}")
-    if which not in _WHICH:
-        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    _check_generator(generator)
-    b = k if block_size is None else block_size
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= n:
-        raise ValueError(f"block_size must be an int in [1, n = {n}], got {block_size!r}")
-    p = min(n, max(2 * k + 2 * b, k + b + 20)) if max_basis is None else max_basis
-    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not (min(n, k + b) <= p <= n):
-        raise ValueError(
-            f"max_basis must be an int in [min(n, k + block_size) = {min(n, k + b)}, n = {n}], got {max_basis!r}"
-        )
-    if isinstance(max_restarts, bool) or not isinstance(max_restarts, (int, np.integer)) or max_restarts < 0:
-        raise ValueError(f"max_restarts must be a non-negative int, got {max_restarts!r}")
-    acc = op.dtype if accumulate_dtype is None else accumulate_dtype
-    if acc not in (torch.float32, torch.float64):
-        raise TypeError(f"accumulate_dtype must be torch.float32, torch.float64 or None, got {acc!r}")
+    if n < 2:
+        raise ValueError(f"eigs needs n >= 2 (k < n; for n = 1 the eigenpair is the entry), got shape {op.shape}")
+    k = check_int("k", k, minimum=1, maximum=n - 1)
+    check_choice("which", which, _WHICH)
+    check_torch_generator("generator", generator)
+    b = k if block_size is None else check_int("block_size", block_size, minimum=1, maximum=n)
+    p = min(n, max(2 * k + 2 * b, k + b + 20)) if max_basis is None else check_int(
+        "max_basis", max_basis, minimum=min(n, k + b), maximum=n
+    )
+    max_restarts = check_int("max_restarts", max_restarts, minimum=0)
+    acc = _check_dtype("accumulate_dtype", accumulate_dtype, allow_none=True) or op.dtype
     if tol is None:
         tol = 100.0 * math.sqrt(n) * float(torch.finfo(op.dtype).eps)
-    elif not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a finite positive number, got {tol!r}")
+    else:
+        tol = check_positive("tol", tol)
     dev = op.device
     matvecs = 0
 

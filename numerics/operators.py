@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from theory.validation import check_int, check_real
+
 __all__ = [
     "LinearOperator",
     "DenseOperator",
@@ -52,16 +54,12 @@ class LinearOperator:
         device: torch.device | str = "cpu",
         symmetric: bool = False,
     ) -> None:
-        if (
-            not isinstance(shape, tuple)
-            or len(shape) != 2
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape)
-        ):
-            raise TypeError(f"shape must be a tuple of two ints, got {shape!r}")
-        if shape[0] <= 0 or shape[1] <= 0:
-            raise ValueError(f"shape must have positive entries, got {shape!r}")
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        if not isinstance(shape, tuple) or len(shape) != 2:
+            raise TypeError(f"shape must be a tuple of two integers, got shape={shape!r}")
+        rows = check_int("shape[0]", shape[0], minimum=1)
+        cols = check_int("shape[1]", shape[1], minimum=1)
+        shape = (rows, cols)
+        dtype = _float_dtype(dtype, None)
         if symmetric and shape[0] != shape[1]:
             raise ValueError(f"a symmetric operator must be square, got shape {shape!r}")
         self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
@@ -172,11 +170,13 @@ LinearOperator.__sub__ = _op_sub  # type: ignore[attr-defined]
 LinearOperator.__array_ufunc__ = None  # type: ignore[attr-defined]
 
 
-def _float_dtype(dtype: torch.dtype | None, fallback: torch.dtype) -> torch.dtype:
-    if dtype is None:
+def _float_dtype(dtype: torch.dtype | None, fallback: torch.dtype | None) -> torch.dtype:
+    """``dtype`` if float32/float64; ``None`` → ``fallback`` if that is float32/float64, else float64 (``fallback``
+    None: ``dtype`` is required)."""
+    if dtype is None and fallback is not None:
         return fallback if fallback in (torch.float32, torch.float64) else torch.float64
     if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got dtype={dtype!r}")
     return dtype
 
 
@@ -344,8 +344,7 @@ class ScaledOperator(LinearOperator):
     def __init__(self, operator: LinearOperator, scale: float) -> None:
         if not isinstance(operator, LinearOperator):
             raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
-        if not _is_scalar(scale) or not math.isfinite(float(scale)):
-            raise ValueError(f"scale must be a finite real number, got {scale!r}")
+        scale = check_real("scale", scale)
         super().__init__(operator.shape, operator.dtype, operator.device, operator.symmetric)
         self.operator = operator
         self.scale = float(scale)

@@ -12,6 +12,19 @@ on the rest, for functionals that are sharp near the outliers. Accuracy (MATH.md
 2021, main theorem [literature]): ``m = ⌈12/t + ½⌉`` steps and ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉`` Gaussian probes
 give ``W₁(Spectrum, μ_A) ≤ t (λ_max − λ_min)`` with probability ``1 − η``, so ``|(1/n) tr f − expect(f)| ≤ L t
 (λ_max − λ_min)`` for L-Lipschitz ``f`` (:func:`theory.spectrum.ctu_parameters`).
+
+Defaults (measured in ``bench/spectrum.py``; the mathematics in :mod:`numerics.lanczos`): no
+reorthogonalisation and the operator's own precision (``reorth="none"``, ``accumulate_dtype=None``), so a run
+keeps ``O(n_probes · n)`` numbers whatever ``steps`` (:func:`numerics.lanczos.basis_bytes`) and its work beside
+the products is a few passes over the probe block per step. The Gauss rules of unreorthogonalised Lanczos
+remain quadratures for (a tiny perturbation of) the spectral measure (Greenbaum 1989; Knizhnerman 1996): ghost
+copies of converged outliers share the outlier's weight instead of adding to it, but they use up nodes, so at
+equal steps the rule is coarser (n = 10⁴ network Hessian, 128 × 4: W1 to the exact spectrum 4.1e-4 of the
+range against 3.2e-4 with reorthogonalisation; ~200 steps close the gap). ``reorth="partial"`` (Simon's partial
+reorthogonalisation) or ``"full"`` store the basis (``n_probes · steps · n`` numbers) and cost
+``O(n_probes · steps² · n)`` memory traffic: the choice on small models, and whenever nodes must be counted as
+eigenvalues (e.g. ``steps = n`` recovering the spectrum exactly); ``memory_budget`` makes them fall back to
+``"none"`` (with a warning in the result) when the basis does not fit.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import numpy as np
 import torch
 
 from theory.spectrum import Spectrum
-from theory.validation import check_int, check_torch_generator
+from theory.validation import check_choice, check_int, check_torch_generator
 
 __all__ = ["SLQResult", "slq", "slq_deflated"]
 
@@ -49,9 +62,17 @@ class SLQResult:
     orthogonality_loss:
         ``(n_probes,)`` ``max|QᵀQ − I|`` of each basis, or None when no basis was kept.
     reorth:
-        The reorthogonalisation used (``"full"`` or ``"none"``).
+        The reorthogonalisation used (``"none"``, ``"partial"`` or ``"full"``; ``"none"`` after a
+        ``memory_budget`` fallback).
+    reorthogonalisations:
+        ``(n_probes,)`` steps at which each recurrence was reorthogonalised (None without a stored basis).
     basis_dtype:
         dtype of the Lanczos vectors (``"torch.float64"``, ...).
+    lanczos_bytes:
+        Memory of the Lanczos vectors of the mode used (:func:`numerics.lanczos.basis_bytes`; with deflation
+        plus the eigensolver's basis), the operator's own memory not included.
+    warnings:
+        Messages about the run that a reader of the result must see (e.g. the ``memory_budget`` fallback).
     deflated:
         Number of eigenpairs computed exactly first (0: none); ``deflation_residuals`` their residual norms.
     matvecs, operator_calls:
@@ -81,6 +102,9 @@ class SLQResult:
     operator_cost: dict[str, int] | None = None
     hvp_path: str | None = None
     seconds: float = 0.0
+    lanczos_bytes: int | None = None
+    warnings: tuple[str, ...] = ()
+    reorthogonalisations: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +125,9 @@ class SLQResult:
             "operator_cost": self.operator_cost,
             "hvp_path": self.hvp_path,
             "seconds": self.seconds,
+            "lanczos_bytes": self.lanczos_bytes,
+            "warnings": list(self.warnings),
+            "reorthogonalisations": None if self.reorthogonalisations is None else self.reorthogonalisations.tolist(),
             **self.extra,
         }
 
@@ -116,6 +143,43 @@ def _cost_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> 
     return {k: int(after[k]) - int(before.get(k, 0)) for k in after}
 
 
+def _operator_extra(op: Any) -> dict[str, Any]:
+    """What the operator reports about the product path it chose (e.g. the measured choice of
+    :class:`nets.hessian.HessianOperator` with ``hvp_method="auto"``), under ``"hvp_choice"``."""
+    choice = getattr(op, "hvp_choice", None)
+    return {"hvp_choice": dict(choice)} if choice else {}
+
+
+def _plan_memory(
+    n: int, steps: int, n_probes: int, reorth: str, acc: torch.dtype, op_dtype: torch.dtype,
+    memory_budget: int | None, extra_bytes: int = 0,
+) -> tuple[str, int, tuple[str, ...]]:
+    """The reorthogonalisation to run under ``memory_budget``: ``(reorth, bytes, warnings)``.
+
+    ``"full"`` whose basis does not fit falls back to the basis-free ``"none"`` (with a warning); a basis-free
+    run that does not fit is refused before any product (fewer probes is then the only remedy)."""
+    from numerics.lanczos import basis_bytes
+
+    need = basis_bytes(n, steps=steps, n_probes=n_probes, reorth=reorth, dtype=acc, operator_dtype=op_dtype)
+    need += extra_bytes
+    if memory_budget is None or need <= memory_budget:
+        return reorth, need, ()
+    lean = basis_bytes(n, steps=steps, n_probes=n_probes, reorth="none", dtype=acc, operator_dtype=op_dtype)
+    lean += extra_bytes
+    if lean > memory_budget:
+        raise ValueError(
+            f"memory_budget must cover the Lanczos vectors, {lean} bytes for n_probes={n_probes} on n={n} in "
+            f"{acc} without a stored basis, got memory_budget={memory_budget}; use fewer probes per run"
+        )
+    msg = (
+        f"reorth={reorth!r} needs {need} bytes for the Lanczos basis (n_probes={n_probes} x steps={steps} x n={n} in "
+        f"{acc}), more than memory_budget={memory_budget}: ran reorth='none' ({lean} bytes; the spectral measure "
+        "is as accurate, but nodes may include ghost copies of converged eigenvalues, so do not count them)"
+    )
+    logger.warning("slq: %s", msg)
+    return "none", lean, (msg,)
+
+
 def slq(
     op: Any,
     *,
@@ -123,9 +187,10 @@ def slq(
     n_probes: int,
     generator: torch.Generator,
     probe: str = "rademacher",
-    reorth: str = "full",
-    accumulate_dtype: torch.dtype | None = torch.float64,
+    reorth: str = "none",
+    accumulate_dtype: torch.dtype | None = None,
     deflate: int | None = None,
+    memory_budget: int | None = None,
 ) -> SLQResult:
     """Stochastic Lanczos quadrature of a symmetric (possibly indefinite) operator.
 
@@ -133,11 +198,25 @@ def slq(
     ``n_probes`` columns per step; :func:`numerics.lanczos.lanczos`) from normalised Rademacher or Gaussian
     probes drawn with ``generator``, and returns their Gauss rules: nodes ``θ`` = eigenvalues of each ``T``,
     weights ``τ = (e₁ᵀy)²`` (Ubaru, Chen & Saad 2017, SIMAX 38(4), Alg. 1; MATH.md §3). ``(1/n) tr f(A) ≈
-    expect(f)`` is exact for polynomials of degree ≤ 2·steps − 1 per probe, and ``steps = n`` recovers the
-    spectrum. Cost: ``steps · n_probes`` matvecs in ``steps`` operator calls (``deflate`` adds the
-    eigensolver's). A recurrence that finds an invariant subspace stops early, with an exact rule.
+    expect(f)`` is exact for polynomials of degree ≤ 2·steps − 1 per probe, and ``steps = n`` with
+    ``reorth="full"`` recovers the spectrum. Cost: ``steps · n_probes`` matvecs in ``steps`` operator calls
+    (``deflate`` adds the eigensolver's). A recurrence that finds an invariant subspace stops early, with an
+    exact rule.
 
-    ``deflate=k`` delegates to :func:`slq_deflated` (exact top-k eigenpairs by magnitude + SLQ on the rest).
+    Parameters
+    ----------
+    reorth:
+        ``"none"`` (default: basis-free, ``O(n_probes · n)`` memory), ``"partial"`` or ``"full"`` (stored basis,
+        semi-orthogonal or orthogonal: nodes are Ritz values, no ghosts); module docstring.
+    accumulate_dtype:
+        dtype of the Lanczos vectors; ``None`` (default): the operator's.
+    deflate:
+        ``k``: delegate to :func:`slq_deflated` (exact top-k eigenpairs by magnitude + SLQ on the rest).
+    memory_budget:
+        Bytes allowed for the Lanczos vectors (:func:`numerics.lanczos.basis_bytes`; the operator's own memory
+        is the operator's business, e.g. :meth:`nets.hessian.HessianOperator.estimate_memory`). ``"partial"`` or
+        ``"full"`` that does not fit runs ``"none"`` instead, with a warning in :attr:`SLQResult.warnings`; a basis-free run
+        that does not fit raises ``ValueError`` before any product. ``None`` (default): no limit.
 
     >>> from numerics.operators import DiagonalOperator
     >>> d = np.array([-2.0, -1.0, 0.5, 3.0])
@@ -146,37 +225,50 @@ def slq(
     >>> np.allclose(np.sort(s.nodes[0]), d, atol=1e-12), round(s.expect(lambda x: x**3)[0], 10), res.matvecs
     (True, 4.53125, 8)
     """
-    from numerics.lanczos import lanczos
+    from numerics.lanczos import _check_dtype, lanczos, REORTH_MODES
     from numerics.operators import aslinearoperator
 
     check_torch_generator("generator", generator)
     if deflate is not None:
         return slq_deflated(op, deflate=deflate, steps=steps, n_probes=n_probes, generator=generator, probe=probe,
-                            reorth=reorth, accumulate_dtype=accumulate_dtype)
+                            reorth=reorth, accumulate_dtype=accumulate_dtype, memory_budget=memory_budget)
     t0 = time.perf_counter()
-    before = _cost(op)
     lop = aslinearoperator(op)
-    res = lanczos(lop, n_probes=n_probes, steps=steps, reorth=reorth, accumulate_dtype=accumulate_dtype,
-                  generator=generator, probe=probe, keep_basis=reorth == "full")
+    n = lop.shape[0]
+    steps = check_int("steps", steps, minimum=1, maximum=n)
+    n_probes = check_int("n_probes", n_probes, minimum=1)
+    check_choice("reorth", reorth, REORTH_MODES)
+    acc = _check_dtype("accumulate_dtype", accumulate_dtype, allow_none=True) or lop.dtype
+    if memory_budget is not None:
+        memory_budget = check_int("memory_budget", memory_budget, minimum=0)
+    used, nbytes, warns = _plan_memory(n, steps, n_probes, reorth, acc, lop.dtype, memory_budget)
+    before = _cost(op)
+    res = lanczos(lop, n_probes=n_probes, steps=steps, reorth=used, accumulate_dtype=acc, generator=generator,
+                  probe=probe)
     out = SLQResult(
         spectrum=Spectrum.from_lanczos(res),
-        steps=int(steps),
+        steps=steps,
         n_probes=res.n_probes,
         steps_per_probe=res.steps.copy(),
         breakdowns=res.breakdown.copy(),
         orthogonality_loss=None if res.orthogonality_loss is None else res.orthogonality_loss.copy(),
-        reorth=reorth,
-        basis_dtype=str(lop.dtype if accumulate_dtype is None else accumulate_dtype),
+        reorth=used,
+        basis_dtype=str(acc),
         matvecs=res.matvecs,
         operator_calls=res.operator_calls,
         operator_cost=_cost_delta(before, _cost(op)),
         hvp_path=getattr(op, "hvp_path", None),
         seconds=time.perf_counter() - t0,
+        lanczos_bytes=nbytes,
+        warnings=warns,
+        reorthogonalisations=None if used == "none" else res.reorthogonalisations.copy(),
+        extra=_operator_extra(op),
     )
     logger.info(
-        "slq: n=%d, %d probes x %d steps, %d matvecs in %d operator calls, breakdowns %d, orthogonality loss %s",
-        lop.shape[0], out.n_probes, steps, out.matvecs, out.operator_calls, int(out.breakdowns.sum()),
-        None if out.orthogonality_loss is None else float(out.orthogonality_loss.max()),
+        "slq: n=%d, %d probes x %d steps (reorth=%s, %s), %d matvecs in %d operator calls, breakdowns %d, "
+        "orthogonality loss %s, %.2f s",
+        n, out.n_probes, steps, used, acc, out.matvecs, out.operator_calls, int(out.breakdowns.sum()),
+        None if out.orthogonality_loss is None else float(out.orthogonality_loss.max()), out.seconds,
     )
     return out
 
@@ -189,10 +281,11 @@ def slq_deflated(
     n_probes: int,
     generator: torch.Generator,
     probe: str = "rademacher",
-    reorth: str = "full",
-    accumulate_dtype: torch.dtype | None = torch.float64,
+    reorth: str = "none",
+    accumulate_dtype: torch.dtype | None = None,
     which: str = "LM",
     eig_tol: float | None = None,
+    memory_budget: int | None = None,
 ) -> SLQResult:
     """Top-k deflated SLQ: ``k`` extreme eigenpairs computed to residual tolerance, SLQ on the rest.
 
@@ -210,7 +303,9 @@ def slq_deflated(
     equals ``diag(Θ, A|_{range P})`` plus a coupling of norm ``‖R‖₂``, so by Weyl's inequality the combined
     measure is within ``W₁ ≤ ‖R‖₂ ≤ ‖R‖_F`` of the true one before the SLQ error (our construction; it follows
     the deflation idea of Lin, Saad & Yang 2016 and Ghorbani, Krishnan & Xiao 2019, App. C).
-    Cost: the eigensolver's matvecs plus ``steps · n_probes``.
+    Cost: the eigensolver's matvecs plus ``steps · n_probes``. ``reorth``, ``accumulate_dtype`` and
+    ``memory_budget`` as in :func:`slq` (the budget also covers the eigensolver's basis ``V`` and ``AV``,
+    ``2 · max_basis · n`` numbers, and the ``k`` eigenvectors).
 
     >>> from numerics.operators import DiagonalOperator
     >>> d = np.concatenate([np.linspace(0.0, 1.0, 20), [50.0, -40.0]])
@@ -220,12 +315,11 @@ def slq_deflated(
     (True, [-40.0, 50.0])
     """
     from numerics.eigs import eigs
-    from numerics.lanczos import draw_probes, lanczos
+    from numerics.lanczos import REORTH_MODES, _check_dtype, draw_probes, lanczos
     from numerics.operators import LinearOperator, aslinearoperator
 
     check_torch_generator("generator", generator)
     t0 = time.perf_counter()
-    before = _cost(op)
     outer = op
     op = aslinearoperator(op)
     if op.shape[0] != op.shape[1] or not op.symmetric:
@@ -234,7 +328,15 @@ def slq_deflated(
     k = check_int("deflate", deflate, minimum=1, maximum=n - 1)
     steps = check_int("steps", steps, minimum=1, maximum=n - k)
     n_probes = check_int("n_probes", n_probes, minimum=1)
-    top = eigs(op, k, which=which, generator=generator, tol=eig_tol, accumulate_dtype=accumulate_dtype)
+    check_choice("reorth", reorth, REORTH_MODES)
+    acc = _check_dtype("accumulate_dtype", accumulate_dtype, allow_none=True) or op.dtype
+    if memory_budget is not None:
+        memory_budget = check_int("memory_budget", memory_budget, minimum=0)
+    eig_basis = min(n, max(4 * k, 2 * k + 20))  # eigs' default max_basis with block_size = k
+    extra = (2 * eig_basis + k) * n * (torch.finfo(acc).bits // 8)
+    reorth, nbytes, warns = _plan_memory(n, steps, n_probes, reorth, acc, op.dtype, memory_budget, extra)
+    before = _cost(outer)
+    top = eigs(op, k, which=which, generator=generator, tol=eig_tol, accumulate_dtype=acc)
     if not top.converged.all():
         logger.warning("slq_deflated: eigenpairs not converged (residuals %s); W1 error up to ‖R‖", top.residuals)
     U = top.eigenvectors  # (n, k), orthonormal, accumulation dtype
@@ -256,8 +358,7 @@ def slq_deflated(
     Z = draw_probes(n, int(n_probes), generator=generator, probe=probe, dtype=U.dtype, device=op.device)
     for _ in range(2):  # project twice so the probes are in range(P) to working precision
         Z = Z - U @ (U.T @ Z)
-    res = lanczos(proj, V0=Z, steps=int(steps), reorth=reorth, accumulate_dtype=accumulate_dtype,
-                  keep_basis=reorth == "full")
+    res = lanczos(proj, V0=Z, steps=int(steps), reorth=reorth, accumulate_dtype=acc)
     nodes_r, weights_r = res.quadrature()
     nv = nodes_r.shape[0]
     nodes = np.concatenate([np.broadcast_to(top.eigenvalues, (nv, k)), nodes_r], axis=1)
@@ -274,7 +375,7 @@ def slq_deflated(
         breakdowns=res.breakdown.copy(),
         orthogonality_loss=None if res.orthogonality_loss is None else res.orthogonality_loss.copy(),
         reorth=reorth,
-        basis_dtype=str(op.dtype if accumulate_dtype is None else accumulate_dtype),
+        basis_dtype=str(acc),
         matvecs=res.matvecs + int(top.matvecs),
         operator_calls=res.operator_calls + int(getattr(top, "operator_calls", 0)),
         deflated=k,
@@ -282,4 +383,8 @@ def slq_deflated(
         operator_cost=_cost_delta(before, _cost(outer)),
         hvp_path=getattr(outer, "hvp_path", None),
         seconds=time.perf_counter() - t0,
+        lanczos_bytes=nbytes,
+        warnings=warns,
+        reorthogonalisations=None if reorth == "none" else res.reorthogonalisations.copy(),
+        extra=_operator_extra(outer),
     )

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from numerics.lanczos import _check_generator, draw_probes
+from numerics.lanczos import draw_probes
 from numerics.operators import aslinearoperator
+from theory.validation import check_choice, check_int, check_torch_generator
 
 __all__ = ["TraceEstimate", "hutchinson", "hutchpp", "hutchinson_variance"]
 
@@ -70,29 +71,21 @@ def hutchinson_variance(matrix: Any, probe: str = "rademacher", n_probes: int = 
     A = np.asarray(matrix, dtype=np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"matrix must be square, got shape {A.shape}")
-    if isinstance(n_probes, bool) or not isinstance(n_probes, (int, np.integer)) or n_probes < 1:
-        raise ValueError(f"n_probes must be a positive int, got {n_probes!r}")
+    n_probes = check_int("n_probes", n_probes, minimum=1)
+    check_choice("probe", probe, ("rademacher", "gaussian"))
     S = 0.5 * (A + A.T)  # zᵀAz only sees the symmetric part
     fro2 = float(np.sum(S * S))
     if probe == "gaussian":
         return 2.0 * fro2 / n_probes
-    if probe == "rademacher":
-        return 2.0 * (fro2 - float(np.sum(np.diag(S) ** 2))) / n_probes
-    raise ValueError(f"probe must be one of ('rademacher', 'gaussian'), got {probe!r}")
+    return 2.0 * (fro2 - float(np.sum(np.diag(S) ** 2))) / n_probes
 
 
 def _check_common(op: Any, generator: Any) -> Any:
     op = aslinearoperator(op)
     if op.shape[0] != op.shape[1]:
         raise ValueError(f"a trace needs a square operator, got shape {op.shape}")
-    _check_generator(generator)
+    check_torch_generator("generator", generator)
     return op
-
-
-def _check_count(x: Any, name: str, minimum: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {x!r}")
-    return int(x)
 
 
 def _apply_blocks(op: Any, Z: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -128,8 +121,8 @@ def hutchinson(
     (3.0, 0.0, 4)
     """
     op = _check_common(op, generator)
-    N = _check_count(n_probes, "n_probes", 1)
-    bs = N if block_size is None else _check_count(block_size, "block_size", 1)
+    N = check_int("n_probes", n_probes, minimum=1)
+    bs = N if block_size is None else check_int("block_size", block_size, minimum=1)
     Z = draw_probes(op.shape[0], N, generator=generator, probe=probe, dtype=torch.float64, device=op.device)
     AZ = _apply_blocks(op, Z, bs)
     samples = (Z * AZ).sum(dim=0).cpu().numpy()
@@ -157,7 +150,7 @@ def hutchpp(
     (5.0, 6)
     """
     op = _check_common(op, generator)
-    m = _check_count(n_matvecs, "n_matvecs", 3)
+    m = check_int("n_matvecs", n_matvecs, minimum=3)
     n = op.shape[0]
     s = m // 3
     g = m - 2 * s

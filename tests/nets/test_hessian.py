@@ -86,15 +86,19 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
+PATHS = [(m, False) for m in HVP_METHODS] + [("auto", False), ("auto", "auto")]  # streaming, measured, cached
+
+
+@pytest.mark.parametrize("method,cache", PATHS)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_dense_hessian_matches_torch_func(case: str, method: str) -> None:
+def test_dense_hessian_matches_torch_func(case: str, method: str, cache) -> None:
     make, shape, nc, sizes = CASES[case]
     g = _gen(1)
     model = make(g)
     data = batches(shape, nc, sizes, g)
     loss_fn = nn.CrossEntropyLoss()
-    H = HessianOperator(model, loss_fn, data, params=all_params, method=method, dtype=torch.float64)
+    H = HessianOperator(model, loss_fn, data, params=all_params, hvp_method=method, dtype=torch.float64,
+                        cache_graph=cache)
     names = [n for n, _ in model.named_parameters()]
     assert H.names == names
     ref = dense_reference(model, loss_fn, data, names)
@@ -102,6 +106,8 @@ def test_dense_hessian_matches_torch_func(case: str, method: str) -> None:
     scale = ref.abs().max().item()
     assert scale > 1e-3  # a non-trivial Hessian
     assert (dense - ref).abs().max().item() <= TOL * max(1.0, scale)
+    want = "cached double-backward" if cache else (method if method != "auto" else H.hvp_choice["chosen"])
+    assert H.hvp_path == want
     if case == "cnn-bn":  # eval-mode BN matters: the train-mode Hessian is a different matrix
         train_ref = _train_mode_reference(model, loss_fn, data, names)
         assert (train_ref - ref).abs().max().item() > 1e-3
@@ -124,20 +130,21 @@ def _train_mode_reference(model, loss_fn, data, names):
     return torch.func.hessian(L)(flat0)
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
-def test_default_selector_is_prunable_weights(method: str) -> None:
+@pytest.mark.parametrize("method,cache", PATHS)
+def test_default_selector_is_prunable_weights(method: str, cache) -> None:
     g = _gen(2)
     model = tiny_cnn(g)
     data = batches((2, 5, 5), 4, [5, 5], g)
     loss_fn = nn.CrossEntropyLoss()
-    H = HessianOperator(model, loss_fn, data, method=method, dtype=torch.float64)
+    H = HessianOperator(model, loss_fn, data, hvp_method=method, dtype=torch.float64, cache_graph=cache)
     names = [n for n, _ in prunable_parameters(model)]
     assert H.names == names == ["0.weight", "4.weight"]
     assert H.shape == (54 + 108, 54 + 108)
     ref = dense_reference(model, loss_fn, data, names)
     assert (H.to_dense() - ref).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
     # list-of-names selector: a sub-block of the full Hessian
-    H2 = HessianOperator(model, loss_fn, data, params=["4.weight"], method=method, dtype=torch.float64)
+    H2 = HessianOperator(model, loss_fn, data, params=["4.weight"], hvp_method=method, dtype=torch.float64,
+                         cache_graph=cache)
     assert (H2.to_dense() - ref[54:, 54:]).abs().max().item() <= TOL * max(1.0, ref.abs().max().item())
 
 
@@ -148,10 +155,13 @@ def test_methods_batched_and_per_probe_parity_float32() -> None:
     loss_fn = nn.CrossEntropyLoss()
     V = torch.randn(162, 5, generator=g)
     ops = {
-        "fwd": HessianOperator(model, loss_fn, data, method="forward-over-reverse"),
-        "fwd-chunked": HessianOperator(model, loss_fn, data, method="forward-over-reverse", chunk_size=2),
-        "db": HessianOperator(model, loss_fn, data, method="double-backward"),
-        "db-cached": HessianOperator(model, loss_fn, data, method="double-backward", cache_graph=True),
+        "fwd": HessianOperator(model, loss_fn, data, hvp_method="forward-over-reverse", cache_graph=False),
+        "fwd-chunked": HessianOperator(model, loss_fn, data, hvp_method="forward-over-reverse", chunk_size=2,
+                                       cache_graph=False),
+        "db": HessianOperator(model, loss_fn, data, hvp_method="double-backward", cache_graph=False),
+        "db-cached": HessianOperator(model, loss_fn, data, hvp_method="double-backward", cache_graph=True),
+        "auto-stream": HessianOperator(model, loss_fn, data, cache_graph=False),
+        "default": HessianOperator(model, loss_fn, data),
     }
     batched = {k: op.matmat(V) for k, op in ops.items()}
     ref = batched["db"]
@@ -166,6 +176,8 @@ def test_methods_batched_and_per_probe_parity_float32() -> None:
     op = ops["db-cached"]
     assert op.cost() == {"hvps": 10, "matmat_calls": 6, "data_passes": 1, "gradients": 0}
     assert ops["fwd"].cost() == {"hvps": 10, "matmat_calls": 6, "data_passes": 6, "gradients": 0}
+    assert ops["default"].hvp_path == "cached double-backward" and ops["default"].cost()["data_passes"] == 1
+    assert ops["auto-stream"].hvp_path in HVP_METHODS and ops["auto-stream"].cost()["data_passes"] == 6
 
 
 def test_float64_copy_matches_float32_and_symmetry() -> None:
@@ -209,8 +221,8 @@ def test_loss_reduction_handled(reduction: str) -> None:
     assert (other - ref).abs().max().item() <= TOL
 
 
-@pytest.mark.parametrize("method", HVP_METHODS)
-def test_caller_model_unchanged(method: str) -> None:
+@pytest.mark.parametrize("method,cache", PATHS)
+def test_caller_model_unchanged(method: str, cache) -> None:
     g = _gen(7)
     model = tiny_cnn(g)
     model[1].eval()  # a mixed train/eval state must come back exactly
@@ -219,7 +231,7 @@ def test_caller_model_unchanged(method: str) -> None:
     flags = [m.training for m in model.modules()]
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     data = batches((2, 5, 5), 4, [5], g)
-    H = HessianOperator(model, nn.CrossEntropyLoss(), data, method=method, dtype=torch.float64)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, hvp_method=method, dtype=torch.float64, cache_graph=cache)
     H.matmat(torch.randn(H.shape[0], 3, dtype=torch.float64, generator=g))
     H.gradient()
     assert [m.training for m in model.modules()] == flags
@@ -275,19 +287,22 @@ class _NaNAfter(nn.Module):
         return self.lin(x) * torch.log(x[:, :1] * -1.0 + 100.0) ** 2
 
 
-@pytest.mark.parametrize("method,cache", [(m, False) for m in HVP_METHODS] + [("double-backward", True)])
+@pytest.mark.parametrize("method,cache", [(m, False) for m in HVP_METHODS] + [("double-backward", True), ("auto", False)])
 def test_non_finite_products_raise(method: str, cache: bool) -> None:
     g = _gen(11)
     model = _NaNAfter()
     good = (torch.randn(4, 3, generator=g), torch.randint(0, 2, (4,), generator=g))
     bad = (torch.full((2, 3), 200.0), torch.zeros(2, dtype=torch.long))
-    H = HessianOperator(model, nn.CrossEntropyLoss(), [good, good, bad], method=method, dtype=torch.float64,
+    H = HessianOperator(model, nn.CrossEntropyLoss(), [good, good, bad], hvp_method=method, dtype=torch.float64,
                         cache_graph=cache)
+    passes = H.cost()["data_passes"]
     with pytest.raises(ValueError, match=r"non-finite Hessian-vector product for probe\(s\) \[0, 1\] on batch 2"):
         H.matmat(torch.ones(H.shape[0], 2, dtype=torch.float64))
+    # cached: the build, then one pass rebuilding the batches' graphs to locate the bad one (only on failure)
+    assert H.cost()["data_passes"] - passes == (2 if cache else 1)
     with pytest.raises(ValueError, match="non-finite gradient on batch 2"):
         H.gradient()
-    H_ok = HessianOperator(model, nn.CrossEntropyLoss(), [good], method=method, dtype=torch.float64)
+    H_ok = HessianOperator(model, nn.CrossEntropyLoss(), [good], hvp_method=method, dtype=torch.float64)
     V = torch.ones(H_ok.shape[0], 2, dtype=torch.float64)
     V[3, 1] = math.nan
     with pytest.raises(ValueError, match=r"V has non-finite entries in column\(s\) \[1\]"):
@@ -303,8 +318,8 @@ def test_error_inputs() -> None:
         HessianOperator("net", ce, data)
     with pytest.raises(TypeError, match="loss_fn must be callable, got int"):
         HessianOperator(model, 3, data)
-    with pytest.raises(ValueError, match=r"method must be one of .*got 'newton'"):
-        HessianOperator(model, ce, data, method="newton")
+    with pytest.raises(ValueError, match=r"hvp_method must be one of \('auto', 'forward-over-reverse', 'double-backward'\), got hvp_method='newton'"):
+        HessianOperator(model, ce, data, hvp_method="newton")
     with pytest.raises(ValueError, match=r"params names not found among the model's parameters: \['9.weight'\]"):
         HessianOperator(model, ce, data, params=["9.weight"])
     with pytest.raises(ValueError, match="params must select at least one parameter"):
@@ -317,7 +332,7 @@ def test_error_inputs() -> None:
         HessianOperator(model, ce, data, params="0.weight")
     with pytest.raises(ValueError, match="model has no Linear/Conv weight"):
         HessianOperator(nn.Sequential(nn.BatchNorm1d(3)), ce, data)
-    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+    with pytest.raises(TypeError, match=r"dtype must be torch.float32 or torch.float64 \(or None\), got dtype=torch.float16"):
         HessianOperator(model, ce, data, dtype=torch.float16)
     with pytest.raises(ValueError, match="data must contain at least one batch"):
         HessianOperator(model, ce, [])
@@ -331,16 +346,24 @@ def test_error_inputs() -> None:
         HessianOperator(model, ce, [data[0], (torch.zeros(3, 5), torch.zeros(2, dtype=torch.long))])
     with pytest.raises(ValueError, match="batch 0 is empty"):
         HessianOperator(model, ce, [(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long))])
-    with pytest.raises(ValueError, match="cache_graph=True needs method='double-backward'"):
-        HessianOperator(model, ce, data, cache_graph=True)
-    with pytest.raises(ValueError, match="cache_graph must be True, False or 'auto', got 'yes'"):
+    with pytest.raises(ValueError, match="cache_graph=True needs hvp_method='double-backward' or 'auto'"):
+        HessianOperator(model, ce, data, hvp_method="forward-over-reverse", cache_graph=True)
+    with pytest.raises(ValueError, match="cache_graph must be True, False or 'auto', got cache_graph='yes'"):
         HessianOperator(model, ce, data, cache_graph="yes")
-    with pytest.raises(ValueError, match="cache_graph must be True, False or 'auto', got 1"):
-        HessianOperator(model, ce, data, method="double-backward", cache_graph=1)
-    with pytest.raises(ValueError, match="cache_graph_max_bytes must be a non-negative int, got -1"):
+    with pytest.raises(ValueError, match="cache_graph must be True, False or 'auto', got cache_graph=1"):
+        HessianOperator(model, ce, data, hvp_method="double-backward", cache_graph=1)
+    with pytest.raises(ValueError, match="cache_graph_max_bytes must be an integer >= 0, got cache_graph_max_bytes=-1"):
         HessianOperator(model, ce, data, cache_graph="auto", cache_graph_max_bytes=-1)
-    with pytest.raises(ValueError, match="chunk_size must be a positive int or None, got 0"):
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1, got chunk_size=0"):
         HessianOperator(model, ce, data, chunk_size=0)
+    with pytest.raises(TypeError, match="distributed must be None, True or False, got distributed=1"):
+        HessianOperator(model, ce, data, distributed=1)
+    with pytest.raises(TypeError, match="check_finite must be a bool, got check_finite='no'"):
+        HessianOperator(model, ce, data, check_finite="no")
+    with pytest.raises(TypeError, match="give hvp_method only"):
+        HessianOperator(model, ce, data, hvp_method="double-backward", method="double-backward")
+    with pytest.warns(DeprecationWarning, match="pass hvp_method"):
+        assert HessianOperator(model, ce, data, method="double-backward").hvp_method == "double-backward"
     with pytest.raises(ValueError, match="distributed=True but torch.distributed is not initialised"):
         HessianOperator(model, ce, data, distributed=True)
     ds = torch.utils.data.TensorDataset(torch.zeros(5, 5), torch.zeros(5, dtype=torch.long))
@@ -372,8 +395,8 @@ def test_cache_graph_auto_parity_and_memory(method: str) -> None:
     loss_fn = nn.CrossEntropyLoss()
     names = [n for n, _ in prunable_parameters(model)]
     ref = dense_reference(model, loss_fn, data, names)
-    auto = HessianOperator(model, loss_fn, data, method=method, dtype=torch.float64, cache_graph="auto")
-    stream = HessianOperator(model, loss_fn, data, method=method, dtype=torch.float64)
+    auto = HessianOperator(model, loss_fn, data, hvp_method=method, dtype=torch.float64, cache_graph="auto")
+    stream = HessianOperator(model, loss_fn, data, hvp_method=method, dtype=torch.float64, cache_graph=False)
     assert auto.cached is None and stream.cached is False
     V = torch.randn(ref.shape[0], 4, generator=g, dtype=torch.float64)
     for _ in range(3):
@@ -393,7 +416,7 @@ def test_cache_graph_auto_falls_back_to_streaming() -> None:
     model = tiny_mlp(g)
     data = batches((5,), 3, [6, 6], g)
     loss_fn = nn.CrossEntropyLoss()
-    ref = HessianOperator(model, loss_fn, data, method="double-backward", dtype=torch.float64)
+    ref = HessianOperator(model, loss_fn, data, hvp_method="double-backward", dtype=torch.float64)
     small = HessianOperator(model, loss_fn, data, dtype=torch.float64, cache_graph="auto", cache_graph_max_bytes=0)
     V = torch.randn(ref.shape[0], 3, generator=g, dtype=torch.float64)
     expected = ref.matmat(V)
@@ -431,7 +454,7 @@ def test_reset_counters() -> None:
     g = _gen(13)
     model = tiny_mlp(g)
     data = batches((5,), 3, [4, 3], g)
-    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, cache_graph=False)
     V = torch.randn(H.shape[0], 3, dtype=torch.float64, generator=g)
     first = H.matmat(V)
     H.gradient()
@@ -451,3 +474,144 @@ def test_check_finite_false_skips_the_input_check() -> None:
     V[3, 1] = math.nan
     out = H.matmat(V)
     assert bool(torch.isfinite(out[:, 0]).all()) and not bool(torch.isfinite(out[:, 1]).all())
+
+
+# -- measured streaming choice, cache accounting, memory estimate (issue 11) ---------------------------------
+def test_auto_streaming_choice_parity_and_record() -> None:
+    """hvp_method="auto" times both streaming methods on the first batch, keeps the faster, records the times and
+    the two products' difference, and gives the reference product (float64: parity to round-off)."""
+    g = _gen(31)
+    model = tiny_cnn(g)
+    data = batches((2, 5, 5), 4, [6, 5, 3], g)
+    loss_fn = nn.CrossEntropyLoss()
+    names = [n for n, _ in prunable_parameters(model)]
+    ref = dense_reference(model, loss_fn, data, names)
+    H = HessianOperator(model, loss_fn, data, dtype=torch.float64, cache_graph=False)
+    assert H.hvp_method == "auto" and H.hvp_path is None and H.hvp_choice is None
+    V = torch.randn(ref.shape[0], 3, generator=g, dtype=torch.float64)
+    out = H.matmat(V)
+    c = H.hvp_choice
+    assert set(c["seconds"]) == set(HVP_METHODS) and all(t > 0 for t in c["seconds"].values())
+    assert c["chosen"] == min(c["seconds"], key=c["seconds"].get) == H.hvp_path
+    assert c["samples"] == 6 and c["n_probes"] == 3 and c["failures"] == {}
+    assert c["max_rel_diff"] <= 1e-12  # the two exact methods agree to float64 round-off
+    scale = ref.abs().max().item()
+    assert (out - ref @ V).abs().max().item() <= TOL * scale
+    assert (H.matmat(V) - ref @ V).abs().max().item() <= TOL * scale  # later calls: the chosen method only
+    assert H.hvp_choice is c  # decided once
+    assert H.cost() == {"hvps": 6, "matmat_calls": 2, "data_passes": 2, "gradients": 0}
+
+
+def test_auto_streaming_choice_measures_on_a_slice_of_a_large_batch(monkeypatch) -> None:
+    import nets.hessian as hessian_mod
+
+    monkeypatch.setattr(hessian_mod, "_CHOICE_SAMPLES", 3)
+    g = _gen(37)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [8, 5], g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, cache_graph=False)
+    ref = HessianOperator(model, nn.CrossEntropyLoss(), data, hvp_method="double-backward", dtype=torch.float64,
+                          cache_graph=False)
+    V = torch.randn(H.shape[0], 2, generator=g, dtype=torch.float64)
+    assert (H.matmat(V) - ref.matmat(V)).abs().max().item() <= TOL  # the whole first batch, not the slice
+    assert H.hvp_choice["samples"] == 3
+
+
+def test_auto_streaming_choice_skips_a_failing_method(monkeypatch) -> None:
+    g = _gen(32)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [4, 4], g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, cache_graph=False)
+
+    def unsupported(*args, **kwargs):
+        raise NotImplementedError("no forward-mode rule for this op")
+
+    monkeypatch.setattr(H, "_forward_over_reverse", unsupported)
+    ref = HessianOperator(model, nn.CrossEntropyLoss(), data, hvp_method="double-backward", dtype=torch.float64,
+                          cache_graph=False)
+    V = torch.randn(H.shape[0], 2, generator=g, dtype=torch.float64)
+    assert torch.equal(H.matmat(V), ref.matmat(V))
+    assert H.hvp_path == "double-backward" and "forward-over-reverse" in H.hvp_choice["failures"]
+    assert H.hvp_choice["max_rel_diff"] is None
+    both = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=torch.float64, cache_graph=False)
+    monkeypatch.setattr(both, "_forward_over_reverse", unsupported)
+    monkeypatch.setattr(both, "_loss_and_gradient", unsupported)
+    with pytest.raises(RuntimeError, match="every product method failed on the first batch"):
+        both.matmat(V)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_estimate_memory_predicts_the_cache_guard_count(case: str, dtype: torch.dtype) -> None:
+    """The estimate (from one- and two-sample slices, before any product) equals what the guard counts after the
+    build: saved tensors of every batch, the summed gradient and, for float64 on float32 data, the cast inputs."""
+    make, shape, nc, sizes = CASES[case]
+    g = _gen(33)
+    model = make(g)
+    data = batches(shape, nc, sizes, g)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), data, dtype=dtype)
+    est = H.estimate_memory(n_probes=4)
+    assert H.cost() == {"hvps": 0, "matmat_calls": 0, "data_passes": 0, "gradients": 0}  # no product yet
+    H.matmat(torch.randn(H.shape[0], 2, generator=g).to(dtype))
+    assert H.hvp_path == "cached double-backward"
+    # equal up to a saved scalar per batch: the loss's own scalars (8 bytes) belong to the forward graph, which the
+    # cache does not keep, so their storage may be freed and reused by the next batch (then counted once)
+    assert H.cached_graph_bytes <= est.cached_graph_bytes <= H.cached_graph_bytes + 8 * len(sizes)
+    s = torch.finfo(dtype).bits // 8
+    assert est.cast_input_bytes == (sum(x.numel() for x, _ in data) * 8 if dtype == torch.float64 else 0)
+    assert est.product_bytes == (2 * 4 + 4) * H.shape[0] * s
+    assert est.paths["cached double-backward"] > est.cached_graph_bytes
+    assert est.paths["forward-over-reverse"] > est.paths["double-backward"]  # a graph tangent per probe
+    assert est.to_dict()["max_batch_size"] == max(sizes)
+
+
+def test_cache_counts_summed_gradient_and_cast_inputs_and_keeps_no_batch_gradients(monkeypatch) -> None:
+    g = _gen(34)
+    model = tiny_mlp(g)
+    data32 = batches((5,), 3, [7, 5, 9], g)
+    data64 = [(x.double(), y) for x, y in data32]
+    loss_fn = nn.CrossEntropyLoss()
+    kept: list = []
+    import weakref
+
+    H_cast = HessianOperator(model, loss_fn, data32, dtype=torch.float64)
+    original = H_cast._graph
+
+    def spy(*args, **kwargs):
+        grads = original(*args, **kwargs)
+        kept.extend(weakref.ref(t) for t in grads)
+        return grads
+
+    monkeypatch.setattr(H_cast, "_graph", spy)
+    H_own = HessianOperator(model, loss_fn, data64, dtype=torch.float64)
+    V = torch.randn(H_own.shape[0], 2, generator=g, dtype=torch.float64)
+    assert (H_cast.matmat(V) - H_own.matmat(V)).abs().max().item() <= TOL
+    # the float64 copies of float32 inputs are kept alive by the cache (the first layer saves its input): counted
+    assert H_cast.cached_graph_bytes - H_own.cached_graph_bytes == sum(x.numel() for x, _ in data32) * 8
+    # per-batch first-order gradients are not kept (only their weighted sum, counted as n float64 numbers)
+    assert len(kept) == 3 * 2 and all(r() is None for r in kept)
+    assert len(H_own._graphs) == 2 and sum(t.numel() for t in H_own._graphs[1]) == H_own.shape[0]
+
+
+def test_estimate_memory_for_a_loader_and_errors() -> None:
+    g = _gen(35)
+    model = tiny_mlp(g)
+    X, Y = torch.randn(13, 5, generator=g), torch.randint(0, 3, (13,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=4)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), loader)
+    est = H.estimate_memory(2)
+    assert est.cached_graph_bytes is None and "cached double-backward" not in est.paths
+    assert est.batch_sizes == (4,) and est.graph_bytes_per_sample > 0
+    with pytest.raises(ValueError, match="n_probes must be an integer >= 1, got n_probes=0"):
+        H.estimate_memory(0)
+
+
+def test_products_are_column_contiguous() -> None:
+    # the layout Lanczos reads without a copy: out.T is a contiguous (k, n) block, on every path
+    g = _gen(36)
+    model = tiny_mlp(g)
+    data = batches((5,), 3, [4, 3], g)
+    V = torch.randn(sum(p.numel() for _, p in prunable_parameters(model)), 3, generator=g)
+    for method, cache in PATHS:
+        H = HessianOperator(model, nn.CrossEntropyLoss(), data, hvp_method=method, cache_graph=cache)
+        assert H.matmat(V).T.is_contiguous(), (method, cache)

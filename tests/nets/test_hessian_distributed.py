@@ -46,7 +46,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, model_state: di
         results = {}
         for key, method, cache in RUNS:
             H = HessianOperator(model, nn.CrossEntropyLoss(), shards[rank], params=lambda n, p: True,
-                                method=method, dtype=torch.float64, cache_graph=cache)
+                                hvp_method=method, dtype=torch.float64, cache_graph=cache)
             assert H.distributed
             results[key] = H.matmat(V)
             results[key + "-grad"] = H.gradient()

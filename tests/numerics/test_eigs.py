@@ -108,13 +108,18 @@ def test_error_inputs() -> None:
         (lambda: eigs(DenseOperator(np.ones((3, 4))), 1, generator=gen(0)), ValueError, "eigs needs a square operator"),
         (lambda: eigs(DenseOperator(np.triu(np.ones((3, 3)))), 1, generator=gen(0)), ValueError,
          "eigs needs an operator declared symmetric"),
-        (lambda: eigs(op, 10, generator=gen(0)), ValueError, "k must be an int with 1 <= k < n = 10, got 10"),
-        (lambda: eigs(op, 1, which="LR", generator=gen(0)), ValueError, "which must be one of"),
+        (lambda: eigs(op, 10, generator=gen(0)), ValueError, r"k must be an integer in \[1, 9\], got k=10"),
+        (lambda: eigs(op, 1, which="LR", generator=gen(0)), ValueError, "which must be one of .*got which='LR'"),
         (lambda: eigs(op, 1, generator=None), TypeError, "generator must be a torch.Generator, got NoneType"),
-        (lambda: eigs(op, 1, generator=gen(0), block_size=0), ValueError, "block_size must be an int in"),
-        (lambda: eigs(op, 2, generator=gen(0), max_basis=2), ValueError, "max_basis must be an int in"),
-        (lambda: eigs(op, 1, generator=gen(0), tol=-1.0), ValueError, "tol must be a finite positive number"),
+        (lambda: eigs(op, 1, generator=gen(0), block_size=0), ValueError, r"block_size must be an integer in \[1, 10\], got block_size=0"),
+        (lambda: eigs(op, 2, generator=gen(0), max_basis=2), ValueError, r"max_basis must be an integer in \[4, 10\], got max_basis=2"),
+        (lambda: eigs(op, 1, generator=gen(0), tol=-1.0), ValueError, "tol must be a finite number > 0, got tol=-1.0"),
         (lambda: eigs(_NaNOp(), 1, generator=gen(0)), ValueError, "operator product is not finite"),
+        (lambda: eigs(op, 1.0, generator=gen(0)), TypeError, "k must be an integer, got k=1.0"),
+        (lambda: eigs(op, 1, generator=gen(0), max_restarts=-1), ValueError, "max_restarts must be an integer >= 0"),
+        (lambda: eigs(op, 1, generator=gen(0), accumulate_dtype=torch.int32), TypeError,
+         "accumulate_dtype must be torch.float32, torch.float64 or None, got accumulate_dtype=torch.int32"),
+        (lambda: eigs(DiagonalOperator(np.ones(1)), 1, generator=gen(0)), ValueError, "eigs needs n >= 2"),
     ]
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):

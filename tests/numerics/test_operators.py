@@ -81,7 +81,7 @@ def test_dense_bad_inputs(bad: object, exc: type, msg: str) -> None:
 
 
 def test_dense_bad_dtype() -> None:
-    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64, got torch.int32"):
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64, got dtype=torch.int32"):
         DenseOperator(np.eye(2), dtype=torch.int32)
 
 
@@ -129,8 +129,10 @@ def test_sum_dtype_promotion_and_errors() -> None:
         SumOperator()
     with pytest.raises(TypeError, match=r"operators\[1\] must be a LinearOperator, got ndarray"):
         SumOperator(a64, np.eye(3))
-    with pytest.raises(ValueError, match="scale must be a finite real number, got nan"):
+    with pytest.raises(ValueError, match="scale must be a finite number, got scale=nan"):
         ScaledOperator(a64, float("nan"))
+    with pytest.raises(TypeError, match="scale must be a real number, got scale='2'"):
+        ScaledOperator(a64, "2")
     with pytest.raises(TypeError):
         a64 * np.eye(3)  # matrix "scaling" is not defined: NotImplemented → TypeError
 
@@ -192,3 +194,17 @@ def test_numpy_scalar_scales() -> None:
     op = np.float64(3.0) * DiagonalOperator(np.array([1.0, 2.0]))
     assert isinstance(op, ScaledOperator)
     np.testing.assert_array_equal(op.matvec(np.ones(2)), [3.0, 6.0])
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, exc, msg",
+    [
+        ([3, 3], torch.float64, TypeError, r"shape must be a tuple of two integers, got shape=\[3, 3\]"),
+        ((3, 0), torch.float64, ValueError, r"shape\[1\] must be an integer >= 1, got shape\[1\]=0"),
+        ((3.0, 3), torch.float64, TypeError, r"shape\[0\] must be an integer, got shape\[0\]=3.0"),
+        ((3, 3), torch.float16, TypeError, "dtype must be torch.float32 or torch.float64, got dtype=torch.float16"),
+    ],
+)
+def test_linear_operator_base_validation(shape: object, dtype: torch.dtype, exc: type, msg: str) -> None:
+    with pytest.raises(exc, match=msg):
+        LinearOperator(shape, dtype)  # type: ignore[arg-type]

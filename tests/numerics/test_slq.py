@@ -47,7 +47,8 @@ def test_m_equals_n_recovers_spectrum(dense: bool) -> None:
     rng = np.random.default_rng(0)
     lam = np.sort(rng.uniform(-2, 3, n))
     op = DenseOperator(rotated_diagonal(lam, rng).matrix) if dense else DiagonalOperator(lam)
-    s = slq(op, steps=n, n_probes=4, generator=gen(0)).spectrum
+    # counting eigenvalues (m = n recovers the spectrum) is what needs the reorthogonalised basis
+    s = slq(op, steps=n, n_probes=4, generator=gen(0), reorth="full").spectrum
     assert s.dim == n and s.n_probes == 4
     for l in range(4):
         np.testing.assert_allclose(np.sort(s.nodes[l]), lam, rtol=0, atol=1e-10)
@@ -229,7 +230,7 @@ def test_error_inputs() -> None:
         (lambda: s.cdf(np.nan), ValueError, "x must not contain NaN"),
         (lambda: pyhessian_sigma(1e-5, 1.0, 0.0), ValueError, "need finite lambda_min <= lambda_max"),
         (lambda: ctu_parameters(10, 1.5, 0.1), ValueError, r"t must lie in \(0, 1\), got 1.5"),
-        (lambda: slq(op, steps=5, n_probes=1, generator=gen(0)).spectrum, ValueError, r"steps must be <= n = 4"),
+        (lambda: slq(op, steps=5, n_probes=1, generator=gen(0)).spectrum, ValueError, r"steps must be an integer in \[1, 4\], got steps=5"),
         (lambda: slq(op, steps=2, n_probes=1, generator=None).spectrum, TypeError, "generator must be a torch.Generator, got NoneType"),
         (lambda: slq(DenseOperator(np.triu(np.ones((4, 4)))), steps=2, n_probes=1, generator=gen(0)).spectrum, ValueError,
          "Lanczos needs an operator declared symmetric"),
@@ -275,7 +276,7 @@ def test_deflated_weights_combine_exactly_for_polynomials() -> None:
 def test_deflated_m_equals_rest_recovers_spectrum() -> None:
     ks = _spiked(21)
     n, k = ks.n, 3
-    s = slq(ks.operator(), steps=n - k, n_probes=2, generator=gen(2), deflate=k).spectrum
+    s = slq(ks.operator(), steps=n - k, n_probes=2, generator=gen(2), deflate=k, reorth="full").spectrum
     for l in range(2):
         np.testing.assert_allclose(np.sort(s.nodes[l]), ks.eigenvalues, rtol=0, atol=1e-10)
     # exact spectrum ⇒ W1 is only the weight fluctuation of the one-probe rule, small
@@ -365,3 +366,142 @@ def test_per_probe_ignores_f_at_zero_weight_nodes() -> None:
     with np.errstate(divide="ignore"):
         vals = s.per_probe(lambda x: 1.0 / x)
     assert vals.tolist() == [0.75, 0.25]
+
+
+# -- fast paths against the reference path (STYLE.md 14) ---------------------------------------------------
+def _w1_discrete(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray) -> float:
+    """Wasserstein-1 distance of two discrete probability measures on the line: ∫|F − G| dx."""
+    pts = np.concatenate([x, y])
+    order = np.argsort(pts, kind="stable")
+    jumps = np.concatenate([wx, -wy])[order]
+    diff = np.cumsum(jumps)[:-1]  # F − G on each gap between consecutive support points
+    return float(np.sum(np.abs(diff) * np.diff(pts[order])))
+
+
+KNOWN = {
+    "goe": lambda: goe(300, np.random.default_rng(30)),
+    "spiked": lambda: spiked_wigner(300, [6.0, -4.0], np.random.default_rng(31)),  # outliers converge: ghosts
+    "indefinite": lambda: rotated_diagonal(
+        np.concatenate([-np.geomspace(1e-3, 3.0, 150), np.geomspace(1e-4, 40.0, 150)]), np.random.default_rng(32)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_fast_path_gauss_rules_within_jackson_bound_of_each_probe_measure(name: str) -> None:
+    # Each probe's Gauss rule Q_m integrates polynomials of degree ≤ 2m − 1 exactly, so for a 1-Lipschitz f on an
+    # interval of length R containing both supports, |∫f dμ_q − Q_m(f)| ≤ 2 E_{2m−1}(f) ≤ 2 · πR/(8m) (Jackson's
+    # theorem: E_d(f) ≤ (π/2)·L·(R/2)/(d+1)); hence W1(Q_m, μ_q) ≤ πR/(4m) for the probe's own measure
+    # μ_q = Σ_i (u_iᵀq)² δ_{λ_i} — a deterministic bound, no sampling error. The reference path (full
+    # reorthogonalisation, float64) satisfies it in exact arithmetic; the fast path (no reorthogonalisation, float32
+    # vectors and float32 operator) must too, up to Greenbaum's perturbation of the measure (eigenvalues spread over
+    # intervals of width ~ m·eps32·‖A‖: allowance 1e3·eps32·‖A‖).
+    ks = KNOWN[name]()
+    lam, U = np.linalg.eigh(ks.matrix)
+    R = lam[-1] - lam[0]
+    m, k = 40, 3
+    runs = {
+        "reference": slq(ks.operator(), steps=m, n_probes=k, generator=gen(5), reorth="full",
+                         accumulate_dtype=torch.float64),
+        "fast": slq(ks.operator(dtype=torch.float32), steps=m, n_probes=k, generator=gen(5)),  # the defaults
+        "partial": slq(ks.operator(dtype=torch.float32), steps=m, n_probes=k, generator=gen(5), reorth="partial"),
+    }
+    assert runs["fast"].reorth == "none" and runs["fast"].basis_dtype == "torch.float32"
+    assert runs["fast"].orthogonality_loss is None and runs["reference"].orthogonality_loss.max() < 1e-12
+    # partial reorthogonalisation keeps semi-orthogonality (≤ √eps32), with fewer reorthogonalisations than steps
+    assert runs["partial"].orthogonality_loss.max() <= np.sqrt(np.finfo(np.float32).eps)
+    assert (runs["partial"].reorthogonalisations < m).all() and (runs["reference"].reorthogonalisations == m).all()
+    from numerics.lanczos import draw_probes
+
+    Z = draw_probes(ks.n, k, generator=gen(5)).numpy()  # the same probes both runs drew
+    bound = np.pi * R / (4 * m)
+    slack32 = 1e3 * np.finfo(np.float32).eps * np.abs(lam).max()
+    slack = {"reference": 1e3 * EPS * np.abs(lam).max(), "fast": slack32, "partial": slack32}
+    for key, res in runs.items():
+        s = res.spectrum
+        for l in range(k):
+            q = Z[:, l] / np.linalg.norm(Z[:, l])
+            mu = (U.T @ q) ** 2
+            w1 = _w1_discrete(s.nodes[l], s.weights[l], lam, mu)
+            assert w1 <= bound + slack[key], (name, key, l, w1, bound)
+    # the two paths estimate smooth functionals alike (same probes): the difference of the per-probe values is
+    # bounded by the sum of the two W1 errors for a 1-Lipschitz f
+    f = lambda x: np.abs(x - 0.1)  # noqa: E731
+    diff = np.abs(runs["fast"].spectrum.per_probe(f) - runs["reference"].spectrum.per_probe(f))
+    assert diff.max() <= 2 * bound + slack["fast"]
+    # semi-orthogonality makes the partial path's rule the reference's, up to float32 rounding of T (no ghosts)
+    np.testing.assert_allclose(runs["partial"].spectrum.per_probe(f), runs["reference"].spectrum.per_probe(f),
+                               rtol=0, atol=1e-3 * R)
+
+
+def test_fast_path_ghosts_split_weight_not_add_it() -> None:
+    # Planted ghosts: a well-separated outlier converges within a few steps, after which plain Lanczos repeats it.
+    # The weight on the outlier summed over all nodes near it must equal the probe's weight (u_1ᵀq)² (Greenbaum):
+    # ghosts share the weight, they do not add to it.
+    lam = np.concatenate([np.linspace(0.0, 1.0, 399), [30.0]])
+    from numerics.operators import DiagonalOperator
+
+    op = DiagonalOperator(lam, dtype=torch.float32)
+    res = slq(op, steps=120, n_probes=2, generator=gen(8))
+    s = res.spectrum
+    from numerics.lanczos import draw_probes
+
+    Z = draw_probes(lam.size, 2, generator=gen(8)).numpy()
+    for l in range(2):
+        near = (np.abs(s.nodes[l] - 30.0) < 1e-3) & (s.weights[l] > 0)
+        assert near.sum() >= 2  # the ghosts exist (the test is not vacuous)
+        want = Z[-1, l] ** 2 / np.sum(Z[:, l] ** 2)
+        assert abs(s.weights[l][near].sum() - want) <= 1e-4, (s.weights[l][near], want)
+
+
+def test_partial_reorthogonalisation_counts_like_full() -> None:
+    # counting eigenvalues needs an orthogonal (or semi-orthogonal) basis: with m = n the partial path recovers the
+    # spectrum, and a converged outlier is one node, as with full reorthogonalisation
+    lam = np.concatenate([np.linspace(0.0, 1.0, 199), [30.0]])
+    from numerics.operators import DiagonalOperator
+
+    op = DiagonalOperator(lam)
+    for reorth in ("partial", "full"):
+        s = slq(op, steps=80, n_probes=2, generator=gen(3), reorth=reorth).spectrum
+        assert (np.sum((s.nodes > 29.0) & (s.weights > 0), axis=1) == 1).all(), reorth
+    small = rotated_diagonal(np.linspace(-2.0, 3.0, 40), np.random.default_rng(4))
+    s = slq(small.operator(), steps=40, n_probes=2, generator=gen(4), reorth="partial").spectrum
+    for l in range(2):
+        np.testing.assert_allclose(np.sort(s.nodes[l]), small.eigenvalues, rtol=0, atol=1e-8)
+
+
+def test_memory_budget_falls_back_to_basis_free_and_records_it() -> None:
+    from numerics.lanczos import basis_bytes
+
+    ks = goe(200, np.random.default_rng(40))
+    full_need = basis_bytes(200, steps=30, n_probes=4, reorth="full", dtype=torch.float64)
+    lean_need = basis_bytes(200, steps=30, n_probes=4, reorth="none", dtype=torch.float64)
+    ok = slq(ks.operator(), steps=30, n_probes=4, generator=gen(1), reorth="full", memory_budget=full_need)
+    assert ok.reorth == "full" and ok.warnings == () and ok.lanczos_bytes == full_need
+    assert ok.to_dict()["reorthogonalisations"] == [30] * 4
+    fb = slq(ks.operator(), steps=30, n_probes=4, generator=gen(1), reorth="full", memory_budget=full_need - 1)
+    assert fb.reorth == "none" and fb.lanczos_bytes == lean_need and fb.orthogonality_loss is None
+    assert fb.reorthogonalisations is None
+    assert len(fb.warnings) == 1 and "ran reorth='none'" in fb.warnings[0]
+    assert fb.to_dict()["warnings"] == list(fb.warnings) and fb.to_dict()["lanczos_bytes"] == lean_need
+    # the same probes: the fallback is the basis-free run, bit for bit
+    plain = slq(ks.operator(), steps=30, n_probes=4, generator=gen(1))
+    np.testing.assert_array_equal(fb.spectrum.nodes, plain.spectrum.nodes)
+    with pytest.raises(ValueError, match=r"memory_budget must cover the Lanczos vectors, \d+ bytes for n_probes=4"):
+        slq(ks.operator(), steps=30, n_probes=4, generator=gen(1), memory_budget=lean_need - 1)
+    with pytest.raises(ValueError, match="memory_budget must be an integer >= 0, got memory_budget=-1"):
+        slq(ks.operator(), steps=30, n_probes=4, generator=gen(1), memory_budget=-1)
+    # deflation: the eigensolver's basis is part of the budget
+    d = slq(ks.operator(), steps=20, n_probes=2, generator=gen(1), deflate=2, memory_budget=10**9)
+    assert d.lanczos_bytes > basis_bytes(200, steps=20, n_probes=2, reorth="none", dtype=torch.float64)
+
+
+def test_slq_reports_operator_choice() -> None:
+    # an operator's measured product choice travels with the result (STYLE.md 17)
+    from numerics.operators import DiagonalOperator
+
+    class Chooser(DiagonalOperator):
+        hvp_path = "double-backward"
+        hvp_choice = {"chosen": "double-backward", "seconds": {"double-backward": 1.0}}
+
+    res = slq(Chooser(np.arange(1.0, 11.0)), steps=5, n_probes=2, generator=gen(0))
+    assert res.hvp_path == "double-backward" and res.to_dict()["hvp_choice"]["chosen"] == "double-backward"

@@ -90,14 +90,16 @@ def test_hutchpp_beats_hutchinson_on_decaying_spectrum() -> None:
 def test_error_inputs() -> None:
     op = DiagonalOperator(np.ones(3))
     cases = [
-        (lambda: hutchinson(op, n_probes=0, generator=gen(0)), ValueError, "n_probes must be an int >= 1, got 0"),
+        (lambda: hutchinson(op, n_probes=0, generator=gen(0)), ValueError, "n_probes must be an integer >= 1, got n_probes=0"),
         (lambda: hutchinson(op, n_probes=2, generator=None), TypeError, "generator must be a torch.Generator, got NoneType"),
         (lambda: hutchinson(op, n_probes=2, generator=gen(0), probe="x"), ValueError, "probe must be one of"),
-        (lambda: hutchinson(op, n_probes=2, generator=gen(0), block_size=0), ValueError, "block_size must be an int >= 1"),
+        (lambda: hutchinson(op, n_probes=2, generator=gen(0), block_size=0), ValueError, "block_size must be an integer >= 1, got block_size=0"),
         (lambda: hutchinson(DenseOperator(np.ones((2, 3))), n_probes=2, generator=gen(0)), ValueError,
          r"a trace needs a square operator, got shape \(2, 3\)"),
-        (lambda: hutchpp(op, n_matvecs=2, generator=gen(0)), ValueError, "n_matvecs must be an int >= 3, got 2"),
+        (lambda: hutchpp(op, n_matvecs=2, generator=gen(0)), ValueError, "n_matvecs must be an integer >= 3, got n_matvecs=2"),
         (lambda: hutchinson_variance(np.ones((2, 3))), ValueError, r"matrix must be square, got shape \(2, 3\)"),
+        (lambda: hutchinson_variance(np.eye(2), n_probes=1.5), TypeError, "n_probes must be an integer, got n_probes=1.5"),
+        (lambda: hutchinson_variance(np.eye(2), probe="x"), ValueError, r"probe must be one of \('rademacher', 'gaussian'\), got probe='x'"),
         (lambda: hutchinson(DenseOperator(np.full((2, 2), np.inf)), n_probes=1, generator=gen(0)), ValueError,
          "matrix must be finite"),
     ]
