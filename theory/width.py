@@ -40,8 +40,11 @@ def _pos_int(name: str, value: Any) -> int:
 def chi_mean(k: Any) -> Any:
     """``λ_k = E‖g_k‖ = √2 Γ((k+1)/2)/Γ(k/2)``, the mean of a chi variable with ``k`` degrees of freedom.
 
-    Computed as ``√2 exp(gammaln((k+1)/2) − gammaln(k/2))`` for ``k ≤ 200`` and with ``scipy.special.poch``
-    above (stable for large ``k``); vectorised over
+    Computed as ``√2 Γ(x + ½)/Γ(x)``, ``x = k/2``, with ``scipy.special.gamma`` for ``k ≤ 100`` (no
+    overflow there) and, above, as ``√k exp(−1/(8x) + 1/(192x³) − 1/(640x⁵) + 17/(14336x⁷))`` (the asymptotic
+    expansion of ``log Γ(x + ½) − log Γ(x) − ½ log x``, whose next term is below ``2·10⁻³/x⁹ < 10⁻²⁰``):
+    relative error below ``10⁻¹⁵`` for every ``k`` (``proofs_check`` ``gaussian_widths``; a difference of
+    log-gammas or ``scipy.special.poch`` lose up to ``3·10⁻¹²`` for ``k`` in the thousands). Vectorised over
     positive ``k`` (real ``k > 0`` allowed). ``k/√(k+1) < λ_k < √k`` (MATH.md §1.3).
 
     >>> abs(chi_mean(2) - math.sqrt(math.pi / 2)) < 1e-15
@@ -54,16 +57,12 @@ def chi_mean(k: Any) -> Any:
     if np.any(~np.isfinite(kk)) or np.any(kk <= 0):
         bad = kk[~(np.isfinite(kk) & (kk > 0))].ravel()[0]
         raise ValueError(f"k must be positive and finite, got k={float(bad)!r}")
-    # Γ ratio via log-gamma for moderate k; via the Pochhammer symbol (k/2)_{1/2} = Γ(k/2 + ½)/Γ(k/2) for large k,
-    # where the difference of two huge log-gammas would cancel catastrophically (k = 1e12: 2e-4 relative error)
-    small = kk <= 200
-    with np.errstate(over="ignore", invalid="ignore"):
-        ratio = np.where(
-            small,
-            np.exp(special.gammaln((kk + 1) / 2) - special.gammaln(kk / 2)),
-            special.poch(np.where(small, 1.0, kk / 2), 0.5),
-        )
-    out = math.sqrt(2.0) * ratio
+    small = kk <= 100
+    x = np.where(small, 1.0, kk / 2)  # the series branch (x > 50)
+    series = np.sqrt(kk) * np.exp(-1 / (8 * x) + 1 / (192 * x**3) - 1 / (640 * x**5) + 17 / (14336 * x**7))
+    xs = np.where(small, kk / 2, 1.0)  # the Γ-ratio branch (Γ(50.5) ≈ 10⁶⁴: no overflow)
+    ratio = math.sqrt(2.0) * special.gamma(xs + 0.5) / special.gamma(xs)
+    out = np.where(small, ratio, series)
     return float(out) if out.ndim == 0 else out
 
 
