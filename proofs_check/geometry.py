@@ -732,7 +732,7 @@ def _mp_nuclear(m: int, n: int, r: int) -> mp.mpf:
     if m > n:
         m, n = n, m
     if r == m:
-        return mp.mpf(r * (m + n - r)) if n > r else mp.mpf(m * n - 1)
+        return mp.mpf(r * (m + n - r))  # the τ-terms vanish (n − r = 0 or the t² term is minimised at 0)
     y = mp.mpf(m - r) / (n - r)
     am, ap = 1 - mp.sqrt(y), 1 + mp.sqrt(y)
     dens = lambda u: mp.sqrt(max((u * u - am * am) * (ap * ap - u * u), 0)) / (mp.pi * y * u)  # noqa: E731
@@ -765,7 +765,15 @@ def nuclear_asymptotic() -> CheckResult:
             tally.close(f"δ_asym({m},{n},{r})", nuclear_statdim_asymptotic(m, n, r), ref, rtol=1e-10)
             f = statistical_dimension(NuclearDescentCone(m, n, r))
             tally.check(f"labelled asymptotic ({m},{n},{r})", f.kind == "asymptotic" and f.value == nuclear_statdim_asymptotic(m, n, r))
-            tally.check(f"r(m+n−r) ≤ δ ≤ mn ({m},{n},{r})", r * (m + n - r) - 1 <= f.value <= m * n)
+            tally.check(f"r(m+n−r) ≤ δ ≤ mn ({m},{n},{r})", r * (m + n - r) <= f.value <= m * n)
+    # r = min(m, n): the descent cone is the half-space {V : ⟨UVᵀ, V⟩ ≤ 0}, δ = mn − ½ exactly; the
+    # asymptotic formula (mn) is within its O(1) error, and exact Monte Carlo sees the half-space
+    from theory.statdim import statistical_dimension_mc
+
+    for m, n in ((3, 3), (2, 4)):
+        mc = statistical_dimension_mc(NuclearDescentCone(m, n, min(m, n)), 40_000, np.random.default_rng(m + n))
+        tally.check(f"half-space δ = mn − ½ ({m}×{n}): MC {mc.mean:.3f} ± {mc.stderr:.3f}", abs(mc.z_score(m * n - 0.5)) <= 4)
+        tally.check(f"formula mn at r = min(m, n) ({m}×{n})", nuclear_statdim_asymptotic(m, n, min(m, n)) == m * n)
     return tally.result()
 
 

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy import integrate, special, stats
 
-from theory.cones import _positive_int
-from theory.statdim import MonteCarloResult, _check_rng, _gaussian_mc
+from theory.statdim import MonteCarloResult, _gaussian_mc
+from theory.validation import check_int, check_rng
 
 __all__ = [
     "chi_mean",
@@ -31,10 +31,6 @@ __all__ = [
     "gaussian_width_ellipsoid",
     "gaussian_width_mc",
 ]
-
-
-def _pos_int(name: str, value: Any) -> int:
-    return _positive_int(name, value, wording="a positive integer")
 
 
 def chi_mean(k: Any) -> Any:
@@ -68,12 +64,12 @@ def chi_mean(k: Any) -> Any:
 
 def gaussian_width_l2_ball(d: int) -> float:
     """Width of the Euclidean unit ball in ``R^d``: ``λ_d`` (:func:`chi_mean`)."""
-    return chi_mean(_pos_int("d", d))
+    return chi_mean(check_int("d", d, minimum=1))
 
 
 def gaussian_width_linf_ball(d: int) -> float:
     """Width of the ℓ∞ unit ball: ``E‖g‖₁ = d √(2/π)``."""
-    return _pos_int("d", d) * math.sqrt(2.0 / math.pi)
+    return check_int("d", d, minimum=1) * math.sqrt(2.0 / math.pi)
 
 
 def gaussian_width_l1_ball(d: int) -> float:
@@ -85,7 +81,7 @@ def gaussian_width_l1_ball(d: int) -> float:
     >>> round(gaussian_width_l1_ball(100), 5)
     2.74696
     """
-    d = _pos_int("d", d)
+    d = check_int("d", d, minimum=1)
 
     def f(t: float) -> float:
         return -math.expm1(d * math.log1p(-math.erfc(t / math.sqrt(2.0))))
@@ -116,12 +112,10 @@ def gaussian_width_mc(
     """
     if not callable(support):
         raise TypeError(f"support must be callable (b, d) -> (b,), got {type(support).__name__}")
-    d = _pos_int("d", d)
-    n_samples = _pos_int("n_samples", n_samples)
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2 (a standard error needs two samples), got {n_samples!r}")
-    rng = _check_rng(rng)
-    bs = None if batch_size is None else _pos_int("batch_size", batch_size)
+    d = check_int("d", d, minimum=1)
+    n_samples = check_int("n_samples", n_samples, minimum=2)  # a standard error needs two samples
+    rng = check_rng("rng", rng)
+    bs = None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
 
     def sample(g: np.ndarray) -> np.ndarray:
         b = g.shape[0]
@@ -136,11 +130,8 @@ def gaussian_width_mc(
 
 
 def _check_sparse(d: int, k: int) -> tuple[int, int]:
-    d = _pos_int("d", d)
-    k = _pos_int("k", k)
-    if k > d:
-        raise ValueError(f"k must satisfy 1 <= k <= d, got k={k}, d={d}")
-    return d, k
+    d = check_int("d", d, minimum=1)
+    return d, check_int("k", k, minimum=1, maximum=d)
 
 
 def gaussian_width_sparse_mc(d: int, k: int, n_samples: int, rng: np.random.Generator) -> MonteCarloResult:
