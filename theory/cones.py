@@ -75,6 +75,15 @@ def _finite_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
+def _norm(a: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis without overflow or underflow: ``m·‖a/m‖`` with ``m = max|a_i|``
+    (``numpy.linalg.norm`` squares the entries, so it returns inf above ~1e154 and loses everything below
+    ~1e-154, which made the circular and elliptic projections wrong there)."""
+    m = np.max(np.abs(a), axis=-1) if a.shape[-1] else np.zeros(a.shape[:-1])
+    safe = np.where(m > 0, m, 1.0)
+    return m * np.sqrt(np.einsum("...i,...i->...", a / safe[..., None], a / safe[..., None]))
+
+
 def _angle(alpha: Any) -> float:
     """A cone half-angle in the open interval (0, π/2)."""
     return check_real("alpha", alpha, minimum=0.0, maximum=math.pi / 2, open_min=True, open_max=True)
@@ -388,7 +397,7 @@ class CircularCone(Cone):
 
     def _split(self, x: np.ndarray):
         x1 = x[..., 0]
-        r = np.linalg.norm(x[..., 1:], axis=-1)
+        r = _norm(x[..., 1:])
         inside = r <= x1 * self._tan
         zero = (r * self._tan <= -x1) & ~inside
         return x1, r, inside, zero
@@ -410,7 +419,7 @@ class CircularCone(Cone):
         return np.where(inside, x1 * x1 + r * r, np.where(zero, 0.0, c * c))
 
     def _contains(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
-        return x[..., 0] * self._sin - np.linalg.norm(x[..., 1:], axis=-1) * self._cos >= -tol
+        return x[..., 0] * self._sin - _norm(x[..., 1:]) * self._cos >= -tol
 
     def polar(self) -> Cone:
         return NegatedCone(CircularCone(self.ambient_dim, math.pi / 2 - self.alpha))
@@ -944,23 +953,25 @@ class EllipticCone(Cone):
     def _project(self, x: np.ndarray) -> np.ndarray:
         flat = x.reshape(-1, self.ambient_dim)
         s, y = flat[:, 0], flat[:, 1:]
-        nb = np.linalg.norm(y * self._b, axis=-1)
-        na = np.linalg.norm(y * self.slopes, axis=-1)
+        nb = _norm(y * self._b)
+        na = _norm(y * self.slopes)
         inside = s >= nb
         zero = (-s >= na) & ~inside
         mid = ~(inside | zero)
         out = np.where(inside[:, None], flat, 0.0)
         self.last_iterations = 0
         if mid.any():
-            theta = self._solve_theta(s[mid], y[mid])[:, None]
+            # θ is scale invariant: solve on rows scaled to max-abs 1 (the root equation squares y)
+            sc = np.max(np.abs(flat[mid]), axis=-1)
+            theta = self._solve_theta(s[mid] / sc, y[mid] / sc[:, None])[:, None]
             z = y[mid] * (1.0 - theta) / (1.0 - theta + theta * self._b2)
-            t = np.linalg.norm(z * self._b, axis=-1)
+            t = _norm(z * self._b)
             out[mid, 0] = t
             out[mid, 1:] = z
         return out.reshape(x.shape)
 
     def _contains(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
-        return x[..., 0] - np.linalg.norm(x[..., 1:] * self._b, axis=-1) >= -tol
+        return x[..., 0] - _norm(x[..., 1:] * self._b) >= -tol
 
     def polar(self) -> Cone:
         # K = M·L with L the Lorentz cone and M = diag(1, a): K° = M⁻ᵀ L° = {(t, z) : −t ≥ ‖a∘z‖}

@@ -246,3 +246,17 @@ def test_kept_count_properties(rho, n, rho2):
     assert kept_count(max(rho, rho2), n) >= kept_count(min(rho, rho2), n)
     x = rho * n
     assert k >= x - 8 * EPS * x - 1e-300 and k - 1 < x + 1e-9
+
+
+@given(dims(2, 50), angles(), seeds(), st.sampled_from([1e-300, 1e-200, 1e-160, 1e160, 1e200, 1e300]))
+def test_norm_based_projections_at_extreme_scales(d, alpha, seed, c):
+    """The circular and elliptic projections take norms of the input (the elliptic root equation squares it):
+    they stay positively homogeneous where squares over- or underflow (|x| beyond 1e±154)."""
+    from theory.cones import CircularCone
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, d))
+    x[1, 0] = 0.0  # θ = ½ for the elliptic cone
+    for cone in (CircularCone(d, alpha), EllipticCone(np.exp(rng.uniform(-2, 2, d - 1)))):
+        p = cone.project(x)
+        np.testing.assert_allclose(cone.project(c * x) / c, p, rtol=0, atol=_tol(cone, x) * 4)
