@@ -339,6 +339,12 @@ def constrained_dp_kkt_and_grda_fixed_point() -> CheckResult:
         for i in range(3):
             tally.close(f"case {ci}: ADMM w[{i}]", res.w[i], w[i], rtol=0, atol=64 * EPS)
         tally.check(f"case {ci}: ADMM support {res.support.tolist()} = pattern {pattern}", res.support.tolist() == [p != 0 for p in pattern])
+        # the iteration itself (no polish) at a penalty ρ ≠ 1: prox threshold λ/ρ; stopping at eps_abs√d + eps_rel‖·‖
+        raw = constrained_dp_admm(wsf, fs, float(lam), rho=0.3, adaptive_rho=False, polish=False, eps_abs=1e-13, eps_rel=1e-13)
+        tally.check(f"case {ci}: unpolished ADMM at ρ = 0.3 converged", raw.converged and not raw.polished)
+        for i in range(3):
+            # residuals below 1e-13·√d: the iterate is within ≈ 1e-12/min(ρ, 1) of the solution
+            tally.close(f"case {ci}: unpolished ADMM w[{i}]", raw.w[i], w[i], rtol=0, atol=1e-10)
         cv = constrained_dp_cvxpy(wsf, fs, float(lam))
         tally.check(f"case {ci}: cvxpy status {cv.status}", cv.status == "optimal" and cv.converged)
         # CLARABEL at tol_gap = 1e-12 on ½‖z‖² (strongly convex, modulus 1): ‖z − z*‖ ≤ √(2·1e-12) ≈ 1.4e-6

@@ -786,12 +786,14 @@ def authors_ratio() -> CheckResult:
             for round_R in (False, True):
                 sweep = 1000
                 best, best_i = None, None
+                R_ref = []
                 for i in range(sweep):
                     removed = i / sweep
                     n_removed = max(1, math.ceil(removed * float(N)))  # their float arithmetic and ⌈·⌉
                     R = mp.sqrt(cum[n_removed])
                     if round_R:
                         R = mp.mpf(round(float(R)))
+                    R_ref.append(R)
                     gw = mp.fsum(mp.mpf(q) * 2 * eps_ / (2 * eps_ + abs(mp.mpf(l)) * R * R) for l, q in zip(nodes[0], p[0]))
                     gw = (1 - mp.mpf(z)) * gw + z
                     gap = abs(gw - removed)
@@ -799,6 +801,8 @@ def authors_ratio() -> CheckResult:
                         best, best_i = gap, i
                 got = authors_pruning_ratio(nodes, p, w, eps_, zero_fraction=z, round_R=round_R, grid=False)
                 tally.check(f"removed index λ={lam_} z={z} round_R={round_R}: {got.index} ≠ {best_i}", got.index == best_i)
+                worst = max(abs(mp.mpf(float(a)) - b) / max(b, 1) for a, b in zip(got.R_used, R_ref))
+                tally.check(f"R used at every level (λ={lam_}, round_R={round_R}): worst {mp.nstr(worst, 3)}", worst <= 16 * EPS)
                 tally.check("removed/kept fractions", got.removed_fraction == best_i / sweep and got.kept_fraction == 1 - best_i / sweep)
             # grid=True with one node and three bins: the middle bin is the node, the kernel (σ = 1e-5) is far
             # narrower than the spacing 0.01, so the density is the single atom

@@ -104,6 +104,8 @@ def gauss_quadrature_exactness() -> CheckResult:
     "W1 = int |F - G|; Gaussian density sum tau phi_sigma(x - theta); PyHessian sigma = sqrt(s² max(1, range + 2 o)); "
     "CTU m = ceil(12/t + ½), n_v = ceil(4 (n+2)^-1 t^-2 ln(2n/eta))  [§3]",
     covers=(
+        "theory.spectrum.Spectrum.expect",
+        "theory.spectrum.Spectrum.trace",
         "theory.spectrum.Spectrum.mass_bounds_per_probe",
         "theory.spectrum.Spectrum.cdf",
         "theory.spectrum.Spectrum.wasserstein1",
@@ -140,6 +142,18 @@ def spectrum_bounds_and_conventions() -> CheckResult:
     for x in (-1.0, 0.05):
         lo, hi = ex.mass_bounds_per_probe(x)
         tally.check(f"exact spectrum: bounds equal the mass at {x}", lo[0] == hi[0] and abs(lo[0] - float(np.mean(lam < x))) <= 16 * EPS)
+    # Spectrum.expect: the mean of the per-probe rules and std(ddof=1)/√n_v across probes; 0 for exact spectra
+    three = Spectrum(np.array([[1.0, 2.0], [0.5, 4.0], [3.0, 3.0]]), np.array([[0.5, 0.5], [0.75, 0.25], [1.0, 0.0]]), 8)
+    per = [Fraction(3, 2), Fraction(3, 8) + 1, Fraction(3)]
+    mean = sum(per) / 3
+    var = sum((v - mean) ** 2 for v in per) / 2
+    got_mean, got_se = three.expect(lambda x: x)
+    tally.close("expect mean over probes", got_mean, mean, rtol=8 * EPS)
+    with mp.workdps(30):
+        tally.close("expect stderr std/√n_v", got_se, mp.sqrt(mp.mpf(var.numerator) / var.denominator) / mp.sqrt(3), rtol=16 * EPS)
+        tally.close("trace = n·expect (value and stderr)", three.trace(lambda x: x)[1], 8 * mp.sqrt(mp.mpf(var.numerator) / var.denominator) / mp.sqrt(3),
+                    rtol=16 * EPS)
+    tally.check("exact spectrum: stderr 0", Spectrum.from_eigenvalues([1.0, 5.0]).expect(lambda x: x) == (3.0, 0.0))
     a = Spectrum.from_eigenvalues([0.0, 1.0, 3.0])
     b = [0.5, 2.0]
     # F_a − F_b on [0, 0.5): 1/3; [0.5, 1): 1/3 − 1/2; [1, 2): 2/3 − 1/2; [2, 3): 2/3 − 1

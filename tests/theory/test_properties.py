@@ -260,3 +260,40 @@ def test_norm_based_projections_at_extreme_scales(d, alpha, seed, c):
     for cone in (CircularCone(d, alpha), EllipticCone(np.exp(rng.uniform(-2, 2, d - 1)))):
         p = cone.project(x)
         np.testing.assert_allclose(cone.project(c * x) / c, p, rtol=0, atol=_tol(cone, x) * 4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the exact quadratic oracle and the gRDA threshold
+# ---------------------------------------------------------------------------------------------------------
+@given(dims(1, 40), seeds(), log_uniform(1e-3, 1e3), log_uniform(1e-3, 1e3), fractions())
+def test_quadratic_oracle_properties(n, seed, c, s, rho):
+    """For PSD H: Δ(T) ≤ uncompensated increase, Δ(T) is the loss at the compensated weights, the LDLᵀ curve equals
+    the Schur value, and Δ scales as c·s² under H → cH, w → s·w."""
+    from theory.quadratic import QuadraticModel
+
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((n, max(n // 2, 1)))
+    H = B @ B.T + 0.1 * np.eye(n)
+    w = rng.laplace(size=n)
+    m, ms = QuadraticModel(H, w), QuadraticModel(c * H, s * w)
+    k = kept_count(rho, n)
+    T = m.magnitude_support(k)
+    delta = m.compensated_increase(T)
+    scale = float(np.abs(H).max() * np.sum(w * w))
+    tol = round_tol(n, scale, 1e4)
+    assert -tol <= delta <= m.uncompensated_increase(T) + tol
+    assert m.loss_increase(m.compensated_weights(T)) == pytest.approx(delta, abs=tol)
+    assert m.magnitude_curve().compensated[k] == pytest.approx(delta, abs=tol)
+    assert ms.compensated_increase(ms.magnitude_support(k)) == pytest.approx(c * s * s * delta, abs=c * s * s * tol)
+
+
+@given(log_uniform(1e-4, 1.0), log_uniform(1e-4, 10.0), st.floats(0.3, 0.99), dims(1, 300), st.sampled_from(["authors", "paper"]))
+def test_grda_increments_telescope(lr, c, mu, n, convention):
+    """Σ_{k ≤ n} threshold_increment(k) = threshold_closed_form(n) = c·lr^{μ+½}·k^μ (k = n or n − 1)."""
+    from nets.grda import threshold_closed_form, threshold_increment
+
+    total = math.fsum(threshold_increment(k, lr, c, mu, convention) for k in range(1, n + 1))
+    closed = threshold_closed_form(n, lr, c, mu, convention)
+    kk = n if convention == "authors" else n - 1
+    assert total == pytest.approx(closed, rel=1e-13 * n, abs=1e-300)
+    assert closed == pytest.approx(c * lr ** (mu + 0.5) * kk**mu if kk > 0 else 0.0, rel=1e-14)
