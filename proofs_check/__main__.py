@@ -1,9 +1,9 @@
-"""``python -m proofs_check [NAME ...] [--coverage [--markdown]] [--json PATH] [--list]``.
+"""``python -m proofs_check [NAME ...] [--coverage [--markdown] [--by-check]] [--json PATH] [--list]``.
 
 Without options: run the derivation checks (all, or the NAMEs given), print a table, verify that every
 library formula is covered (:mod:`proofs_check.formulas`), and exit 1 on any failure or gap.
 ``--coverage`` prints which checks cover each formula instead of running them (``--markdown`` as a table
-for docs/math.md) and exits 1 if the coverage is incomplete. ``--json PATH`` also writes the outcomes.
+for docs/math.md, ``--by-check`` one row per check) and exits 1 if the coverage is incomplete. ``--json PATH`` also writes the outcomes.
 ``--list`` prints the check names.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from proofs_check.coverage import coverage_problems, coverage_rows, render_markdown, render_text
+from proofs_check.coverage import coverage_problems, coverage_rows, render_by_check, render_markdown, render_text
 from proofs_check.registry import all_checks, run_all
 
 
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="checks to run (default: all)")
     parser.add_argument("--coverage", action="store_true", help="print formula -> checks instead of running")
     parser.add_argument("--markdown", action="store_true", help="with --coverage: a markdown table")
+    parser.add_argument("--by-check", action="store_true", help="with --coverage: one row per check instead")
     parser.add_argument("--json", metavar="PATH", help="also write the outcomes as JSON")
     parser.add_argument("--list", action="store_true", help="print the check names and exit")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -31,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     problems = coverage_problems(checks)
     if args.coverage:
-        rows = coverage_rows(checks)
-        print(render_markdown(rows) if args.markdown else render_text(rows))
+        if args.by_check:
+            print(render_by_check(checks, markdown=args.markdown))
+        else:
+            rows = coverage_rows(checks)
+            print(render_markdown(rows) if args.markdown else render_text(rows))
         for p in problems:
             print(f"COVERAGE: {p}", file=sys.stderr)
         return 1 if problems else 0

@@ -15,7 +15,8 @@ from typing import Any
 from proofs_check.formulas import EXEMPT, FORMULAS, SCANNED_MODULES, Formula
 from proofs_check.registry import Check, all_checks
 
-__all__ = ["CoverageRow", "coverage_rows", "coverage_problems", "render_text", "render_markdown", "resolve"]
+__all__ = ["CoverageRow", "coverage_rows", "coverage_problems", "render_text", "render_markdown", "render_by_check",
+           "resolve"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,15 @@ def render_markdown(rows: list[CoverageRow]) -> str:
         checks = ", ".join(f"`{c}`" for c in r.checks) or "**uncovered**"
         lines.append(f"| `{r.formula.id}` | {r.formula.section} | {what} | {checks} |")
     return "\n".join(lines)
+
+
+def render_by_check(checks: list[Check], *, markdown: bool = False) -> str:
+    """The check-by-check view: each check, the equation it verifies and the formulas it covers."""
+    if markdown:
+        lines = ["| check | verifies | covers |", "|---|---|---|"]
+        for c in checks:
+            eq = c.equation.replace("|", "\\|")
+            lines.append(f"| `{c.name}` | {eq} | {', '.join(f'`{f}`' for f in c.covers)} |")
+        return "\n".join(lines)
+    w = max(len(c.name) for c in checks)
+    return "\n".join(f"{c.name:<{w}}  {', '.join(c.covers)}" for c in checks)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from proofs_check import formulas
-from proofs_check.coverage import coverage_problems, coverage_rows, render_markdown, resolve
+from proofs_check.coverage import coverage_problems, coverage_rows, render_by_check, render_markdown, resolve
 from proofs_check.registry import CheckResult, all_checks, check
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,8 @@ def test_markdown_table():
     lines = md.splitlines()
     assert lines[0].startswith("| formula | § |") and len(lines) == len(formulas.FORMULAS) + 2
     assert "`theory.limits.pruning_limit#sharpness_bound` | §2 |" in md and "`limits/sharpness-bound`" in md
+    by_check = render_by_check(all_checks(), markdown=True).splitlines()
+    assert len(by_check) == len(all_checks()) + 2 and "`limits/bands`" in by_check[2 + [c.name for c in all_checks()].index("limits/bands")]
 
 
 def test_cli_coverage_json_and_errors(tmp_path):
