@@ -2,7 +2,7 @@
 
 Issue 5, requirement 9. Runs the pipeline of ``prunelimit limit`` stage by stage on one model and reports
 
-* seconds per stage (train, eps, spectrum, limit, sweep, exact quadratic) and their shares of the total;
+* seconds per stage (train, tolerance, spectrum, gradient, predict, sweep, compensated, oracle) and their shares;
 * cost in model-independent units: HVPs of the SLQ spectrum and of the dense Hessian, gradient evaluations,
   dataset evaluations of the sweep; HVP throughput (HVP/s);
 * ratios against peers measured in the same run: one batched HVP pass (all probes) vs one full-data gradient
@@ -14,8 +14,8 @@ Issue 5, requirement 9. Runs the pipeline of ``prunelimit limit`` stage by stage
   spectral range of the exact one and each method's SLQ prediction within 4 standard errors + 0.02 of its
   prediction from the exact eigenvalues.
 
-Default: the digits MLP of ``prunelimit limit`` (its defaults: ℓ1 training, SLQ 4 × 128, sweep step 0.001,
-exact quadratic). GPU (H100/H200): ``--device cuda --model fc5 --synthetic`` or ``--model resnet18
+Default: the digits MLP of ``prunelimit limit`` (its defaults: ℓ1 training, SLQ 4 × 128, sweep grid 0.01 +
+bisection, compensated search, dense oracle). GPU (H100/H200): ``--device cuda --model fc5 --synthetic`` or ``--model resnet18
 --synthetic`` trains on seeded synthetic CIFAR-shaped data (3×32×32 Gaussian images labelled by a random
 linear teacher, 10 classes) for ``--epochs`` epochs and runs the same stages (no dense Hessian there).
 
@@ -140,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the record to this path (atomic)")
     args = ap.parse_args(argv)
 
+    from nets.compensate import CompensationConfig
     from nets.data import fixed_batches, load_dataset
-    from nets.limit import default_kept_fractions, estimate_pruning_limit, train_default_model
+    from nets.limit import LimitConfig, MeasureConfig, SpectrumConfig, estimate_pruning_limit
+    from nets.train import train_default_model
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data = load_dataset("digits", seed=args.seed, **({"as_image": True} if args.model == "cnn" else {}))
         epochs = args.epochs
-        sweep_step = args.sweep_step or 0.001
+        sweep_step = args.sweep_step or 0.01
     hbs = args.hessian_batch_size or (256 if device.type == "cuda" else 1024)
     env = environment(device)
 
@@ -170,10 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     model, tr = train_default_model(data, model_name=args.model, epochs=epochs, seed=args.seed, device=args.device)
     _sync(device)
     t_train = time.perf_counter() - t0
-    grid = default_kept_fractions(sweep_step)
-    result = estimate_pruning_limit(model, data, generator=torch.Generator().manual_seed(args.seed),
-                                    slq_steps=args.slq_steps, slq_probes=args.slq_probes, kept_fractions=grid,
-                                    hessian_batch_size=hbs, hessian_samples=args.hessian_samples, device=device)
+    n_levels = int(round(1.0 / sweep_step)) + 1
+    config = LimitConfig(
+        spectrum=SpectrumConfig(steps=args.slq_steps, n_probes=args.slq_probes, batch_size=hbs,
+                                samples=args.hessian_samples),
+        measurement=MeasureConfig(grid_step=sweep_step, eval_batch_size=hbs,
+                                  compensation=CompensationConfig(steps=5 if args.quick else 50)))
+    result = estimate_pruning_limit(model, data, config=config, seed=args.seed, device=device)
     stages = {"train": t_train, **result.timings}
     total = sum(stages.values())
 
@@ -182,22 +187,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.hessian_samples is not None:
         batches = batches[: max(1, math.ceil(args.hessian_samples / hbs))]
     ratio = hvp_vs_gradient(model, batches, args.slq_probes, device, args.repeats)
-    ckpt = per_level_checkpoint_cost(model, args.save_levels, grid.size)
+    ckpt = per_level_checkpoint_cost(model, args.save_levels, n_levels)
     ckpt["in_memory_sweep_seconds"] = result.timings["sweep"]
 
     # accuracy assertions
     checks: dict[str, bool] = {}
-    for m, lim in result.predicted.items():
+    predicted = result.fundamental_prediction.limits
+    for m, lim in predicted.items():
         checks[f"{m}_in_unit_interval"] = 0.0 <= lim.kept_fraction_lower <= lim.kept_fraction <= lim.kept_fraction_upper <= 1.0
-    for c, a in result.actual.items():
+    for c, a in result.magnitude_measurement.limits.items():
         v = a.kept_fraction if c != "authors_strict_accuracy" else a.kept_fraction_any
-        checks[f"actual_{c}_in_unit_interval_or_none"] = v is None or 0.0 <= v <= 1.0
+        checks[f"lomp_{c}_in_unit_interval_or_none"] = v is None or 0.0 <= v <= 1.0
+    checks["fundamental_measured_at_most_lomp"] = (result.fundamental.measured is None
+                                                   or result.fundamental.measured <= result.magnitude.measured + 1e-9)
+    curves = result.magnitude_measurement.curves
     checks["dense_end_reproduces_dense_loss"] = bool(
-        abs(result.sweep["train_loss"][-1] - result.dense["train_loss"]) <= 1e-5 * max(1.0, result.dense["train_loss"]))
-    q = result.quadratic
+        abs(curves["train_loss"][-1] - result.tolerance.train.loss) <= 1e-5 * max(1.0, result.tolerance.train.loss))
+    q = result.oracle
     if q is not None:
         checks["slq_w1_below_5pct_of_range"] = q.slq_wasserstein1 <= 0.05 * (q.eigenvalue_max - q.eigenvalue_min)
-        for m, lim in result.predicted.items():
+        for m, lim in predicted.items():
             se = lim.stderr if math.isfinite(lim.stderr) else 0.0
             checks[f"{m}_slq_vs_exact_eigenvalues"] = abs(lim.kept_fraction - q.predicted_exact_spectrum[m].kept_fraction) <= 4 * se + 0.02
 
@@ -206,20 +215,23 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "pipeline",
         "environment": env,
         "settings": {"model": args.model, "data": data.name, "epochs": tr.config.epochs, "slq_steps": args.slq_steps,
-                     "slq_probes": args.slq_probes, "sweep_levels": int(grid.size), "hessian_batch_size": hbs,
+                     "slq_probes": args.slq_probes, "sweep_levels": n_levels, "hessian_batch_size": hbs,
                      "hessian_samples": args.hessian_samples, "quick": args.quick, "seed": args.seed},
         "model": result.model,
         "stage_seconds": stages,
         "total_seconds": total,
-        "hvps": {"spectrum": hvps_spec, "exact_quadratic": 0 if q is None else q.hvps},
+        "hvps": {"spectrum": hvps_spec, "oracle": 0 if q is None else q.hvps,
+                 "compensated": result.cost.get("compensated", {}).get("hvps", 0),
+                 "predict": result.cost.get("predict", {}).get("hvps", 0)},
         "hvp_per_second": {"spectrum": hvps_spec / result.timings["spectrum"],
-                           **({} if q is None else {"exact_quadratic": q.hvps / result.timings["exact_quadratic"]})},
+                           **({} if q is None else {"oracle": q.hvps / result.timings["oracle"]})},
         "hvp_vs_gradient": ratio,
         "per_level_checkpoint_peer": ckpt,
-        "limits": {"predicted": {m: {"kept_fraction": v.kept_fraction, "lower": v.kept_fraction_lower, "upper": v.kept_fraction_upper,
-                                     "stderr": v.stderr} for m, v in result.predicted.items()},
-                   "actual": {c: a.to_dict() for c, a in result.actual.items()},
-                   "exact_quadratic": None if q is None else q.kept_fraction_compensated},
+        "limits": {"fundamental": result.fundamental.to_dict(), "magnitude": result.magnitude.to_dict(),
+                   "predicted": {m: {"kept_fraction": v.kept_fraction, "lower": v.kept_fraction_lower,
+                                     "upper": v.kept_fraction_upper, "stderr": v.stderr} for m, v in predicted.items()},
+                   "lomp": {c: a.to_dict() for c, a in result.magnitude_measurement.limits.items()},
+                   "oracle": None if q is None else q.kept_fraction_compensated},
         "checks": checks,
     }
 
@@ -227,21 +239,22 @@ def main(argv: list[str] | None = None) -> int:
           f"device {device}, {env['torch_threads']} threads, load {env.get('loadavg_1min', float('nan')):.1f}")
     print(f"{'stage':16s} {'seconds':>9s} {'share':>7s} {'HVPs':>7s} {'HVP/s':>9s}")
     for name, sec in stages.items():
-        hv = hvps_spec if name == "spectrum" else (q.hvps if (name == "exact_quadratic" and q is not None) else 0)
+        hv = result.cost.get(name, {}).get("hvps", 0)
         rate = f"{hv / sec:9.1f}" if hv else f"{'':9s}"
         print(f"{name:16s} {sec:9.2f} {sec / total:7.1%} {hv:7d} {rate}")
     print(f"{'total':16s} {total:9.2f}")
     print(f"one HVP pass ({args.slq_probes} probes) / one gradient: {ratio['hvp_pass_over_gradient']:.2f} "
           f"(per HVP {ratio['per_hvp_over_gradient']:.2f}); gradient {ratio['gradient_seconds'] * 1e3:.1f} ms")
     print(f"authors' per-level checkpoints: {ckpt['extrapolated_seconds']:.2f}s and "
-          f"{ckpt['extrapolated_bytes'] / 1e6:.1f} MB for {grid.size} levels vs in-memory sweep "
+          f"{ckpt['extrapolated_bytes'] / 1e6:.1f} MB for {n_levels} levels vs in-memory sweep "
           f"{ckpt['in_memory_sweep_seconds']:.2f}s and 0 bytes (save-only ratio "
           f"{ckpt['extrapolated_seconds'] / ckpt['in_memory_sweep_seconds']:.2f})")
     lim = record["limits"]
-    print("kept fractions: " + ", ".join(f"{m} {v['kept_fraction']:.4f}" for m, v in lim["predicted"].items())
-          + ", actual(loss) " + str(lim["actual"]["train_loss"]["kept_fraction"])
-          + ", actual(acc) " + str(lim["actual"]["test_accuracy"]["kept_fraction"])
-          + (f", exact quadratic {lim['exact_quadratic']:.4f}" if q is not None else ""))
+    print("kept fractions: fundamental predicted " + ", ".join(f"{m} {v['kept_fraction']:.4f}"
+                                                               for m, v in lim["predicted"].items())
+          + f", measured {lim['fundamental']['measured']}; magnitude predicted {lim['magnitude']['predicted']:.4f}, "
+          + f"measured {lim['magnitude']['measured']}"
+          + (f"; oracle {lim['oracle']:.4f}" if q is not None else ""))
     print("checks: " + ", ".join(f"{k}={'ok' if v else 'FAIL'}" for k, v in checks.items()))
     if args.json is not None:
         from nets.io import atomic_write_json, jsonable

@@ -22,12 +22,15 @@ import math
 import os
 import pickle
 from collections.abc import Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from theory.validation import check_int, check_torch_generator
 
 __all__ = [
     "ArrayDataset",
@@ -48,6 +51,10 @@ __all__ = [
     "load_tinyimagenet",
     "make_loader",
     "fixed_batches",
+    "Batches",
+    "as_batches",
+    "subset_batches",
+    "count_samples",
 ]
 
 CIFAR10_MEAN = (0.491, 0.482, 0.447)
@@ -284,6 +291,106 @@ def fixed_batches(dataset: Dataset, batch_size: int) -> list[tuple[torch.Tensor,
     if isinstance(dataset, ArrayDataset):
         dataset = dataset.unaugmented()
     return list(BatchLoader(dataset, batch_size, shuffle=False, generator=None))
+
+
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def count_samples(batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """The number of samples in a list of batches (leading dimension of the inputs)."""
+    return sum(int(x.shape[0]) for x, _ in batches)
+
+
+def as_batches(
+    data: Any,
+    batch_size: int,
+    *,
+    name: str = "data",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Batches:
+    """Fixed, un-augmented batches ``[(inputs, targets), …]`` from what a user has.
+
+    ``data`` may be
+
+    * ``(X, y)``: two tensors (or numpy arrays) with a common leading dimension, split into consecutive batches
+      of ``batch_size``;
+    * a :class:`torch.utils.data.Dataset` (an :class:`ArrayDataset` is read through its un-augmented view),
+      read in index order in batches of ``batch_size``;
+    * a :class:`torch.utils.data.DataLoader`: iterated **once** and its batches kept as they are (its own batch
+      size; a shuffling loader's order is frozen at that pass; a random augmentation inside its dataset would
+      be frozen too, so pass un-augmented data);
+    * a list/tuple of ``(inputs, targets)`` batches, kept as they are;
+    * a :class:`DataSplit`: its ``train_eval`` view.
+
+    Everything is held in memory. Inputs are cast to ``dtype`` (floating inputs only) and moved with the
+    targets to ``device`` when given. Errors name ``name``.
+
+    >>> xs, ys = torch.arange(10.0).reshape(5, 2), torch.tensor([0, 1, 0, 1, 1])
+    >>> [tuple(x.shape) for x, _ in as_batches((xs, ys), 2)]
+    [(2, 2), (2, 2), (1, 2)]
+    """
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if isinstance(data, DataSplit):
+        data = data.train_eval
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple):
+        X, y = (torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in data)
+        if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise TypeError(f"{name} as (X, y) must hold tensors or numpy arrays, got ({type(data[0]).__name__}, "
+                            f"{type(data[1]).__name__})")
+        if X.ndim == 0 or y.ndim == 0 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"{name}: X and y must share the leading dimension, got shapes {tuple(X.shape)} and "
+                             f"{tuple(y.shape)}")
+        batches = [(X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, int(X.shape[0]), batch_size)]
+    elif isinstance(data, torch.utils.data.DataLoader):
+        batches = []
+        for i, b in enumerate(data):
+            if not isinstance(b, (tuple, list)) or len(b) != 2:
+                raise TypeError(f"{name}: the DataLoader must yield (inputs, targets) pairs, batch {i} is a "
+                                f"{type(b).__name__}")
+            batches.append((torch.as_tensor(b[0]), torch.as_tensor(b[1])))
+    elif isinstance(data, Dataset):
+        if len(data) == 0:  # type: ignore[arg-type]
+            raise ValueError(f"{name} is an empty dataset")
+        batches = fixed_batches(data, batch_size)
+    elif isinstance(data, (list, tuple)):
+        batches = []
+        for i, b in enumerate(data):
+            if not isinstance(b, (tuple, list)) or len(b) != 2 or not all(isinstance(t, torch.Tensor) for t in b):
+                raise TypeError(f"{name} as a list must hold (inputs, targets) tensor pairs; item {i} is "
+                                f"{type(b).__name__}")
+            batches.append((b[0], b[1]))
+    else:
+        raise TypeError(f"{name} must be a Dataset, a DataLoader, (X, y) tensors, a list of (inputs, targets) "
+                        f"batches or a nets.data.DataSplit, got {type(data).__name__}")
+    batches = [b for b in batches if int(b[0].shape[0]) > 0]
+    if not batches:
+        raise ValueError(f"{name} has no samples")
+    if device is None and dtype is None:
+        return batches
+    return [(x.to(device=device, dtype=dtype if torch.is_floating_point(x) else None), y.to(device))
+            for x, y in batches]
+
+
+def subset_batches(batches: Batches, samples: int, batch_size: int, *, generator: torch.Generator) -> Batches:
+    """A fixed random subset of ``samples`` of the samples in ``batches`` (drawn once with
+    ``torch.randperm(n, generator=generator)[:samples]``, kept in increasing index order), re-batched by
+    ``batch_size``; all of them (re-batched) when ``samples ≥ n``.
+
+    >>> b = [(torch.arange(5.0)[:, None], torch.arange(5))]
+    >>> [y.tolist() for _, y in subset_batches(b, 3, 2, generator=torch.Generator().manual_seed(0))]
+    [[0, 1], [4]]
+    """
+    samples = check_int("samples", samples, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_torch_generator("generator", generator)
+    X = torch.cat([x for x, _ in batches])
+    y = torch.cat([t for _, t in batches])
+    n = int(X.shape[0])
+    if samples < n:
+        idx = torch.randperm(n, generator=generator)[:samples].sort().values.to(X.device)
+        X, y = X[idx], y[idx]
+    return [(X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, int(X.shape[0]), batch_size)]
 
 
 # ------------------------------------------------------------------------------------------- digits

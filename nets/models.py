@@ -4,20 +4,20 @@ Architectures follow ``EXPERIMENTS.md`` (the pruning-limit paper's public defini
 NeurIPS 2024, arXiv 2306.05857); the parameter counts ``D`` quoted there are tested in
 ``tests/nets/test_models.py``:
 
-======================  ==================================================  ===============
-name                    architecture                                        D
-======================  ==================================================  ===============
-``fc5``                 Linear 3072→1000→600→300→100→10, ReLU                3 885 010 (C10)
-``fc12``                Linear 3072→1000→900→…→200→100→10, ReLU              7 269 610 (C10)
-``alexnet``             CIFAR AlexNet, input upsampled ×7 (nearest) to 224   46 787 978 (C10)
-``vgg16``               VGG16 with BatchNorm, conv bias, Linear 512→classes  14 728 266 (C10)
-``resnet18``            CIFAR ResNet18 (BasicBlock [2, 2, 2, 2])              11 220 132 (C100)
-``resnet50``            CIFAR ResNet50 (Bottleneck [3, 4, 6, 3])              23 705 252 (C100)
-``resnet20``            He et al. 2016 CIFAR ResNet20 (option A shortcut)    269 722 (C10)
-``mlpnet``              LeNet-300-100: flatten→300→100→classes, ReLU         266 610 (MNIST)
-``mlp``                 digits default: flatten→32→classes, ReLU             2 410 (digits)
-``cnn``                 digits default: 2 convs + max-pool + Linear           3 818 (digits)
-======================  ==================================================  ===============
+============  ===================================================  =================
+name          architecture                                         D
+============  ===================================================  =================
+``fc5``       Linear 3072→1000→600→300→100→10, ReLU                3 885 010 (C10)
+``fc12``      Linear 3072→1000→900→…→200→100→10, ReLU              7 269 610 (C10)
+``alexnet``   CIFAR AlexNet, input upsampled ×7 (nearest) to 224   46 787 978 (C10)
+``vgg16``     VGG16 with BatchNorm, conv bias, Linear 512→classes  14 728 266 (C10)
+``resnet18``  CIFAR ResNet18 (BasicBlock [2, 2, 2, 2])             11 220 132 (C100)
+``resnet50``  CIFAR ResNet50 (Bottleneck [3, 4, 6, 3])             23 705 252 (C100)
+``resnet20``  He et al. 2016 CIFAR ResNet20 (option A shortcut)    269 722 (C10)
+``mlpnet``    LeNet-300-100: flatten→300→100→classes, ReLU         266 610 (MNIST)
+``mlp``       digits default: flatten→32→classes, ReLU             2 410 (digits)
+``cnn``       digits default: 2 convs + max-pool + Linear          3 818 (digits)
+============  ===================================================  =================
 
 Provenance of the two appendix models (the pruning-limit paper names them without definitions in the
 material we have): ``resnet20`` is the CIFAR ResNet of He et al. (2016, "Deep residual learning", §4.2,
@@ -40,6 +40,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from theory.validation import check_int
 
 __all__ = [
     "FC5",
@@ -423,8 +425,7 @@ def build_model(
     key = name.lower()
     if key not in _BUILDERS:
         raise ValueError(f"unknown model name={name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got num_classes={num_classes!r}")
+    check_int("num_classes", num_classes, minimum=2)
     try:
         shape = tuple(int(s) for s in input_shape)
     except TypeError as exc:

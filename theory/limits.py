@@ -40,11 +40,13 @@ from scipy.optimize import brentq
 
 from theory.spectrum import Spectrum
 from theory.kinematics import a_eta
-from theory.validation import check_fraction, check_int
+from theory.validation import check_choice, check_fraction, check_int, check_positive, check_real
 
 __all__ = [
     "kept_count",
     "PruningLimit",
+    "HaarMagnitudeLimit",
+    "haar_magnitude_limit",
     "LimitCurves",
     "MagnitudeProfile",
     "pruning_limit",
@@ -457,24 +459,15 @@ def pruning_limit(
     0.75
     """
     # ---- validation -----------------------------------------------------------------------------------
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if negative not in NEGATIVE_POLICIES:
-        raise ValueError(f"negative must be one of {NEGATIVE_POLICIES}, got {negative!r}")
-    if hessian_space not in HESSIAN_SPACES:
-        raise ValueError(f"hessian_space must be one of {HESSIAN_SPACES}, got {hessian_space!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if not (math.isfinite(float(eps)) and float(eps) > 0):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-    eps = float(eps)
-    if isinstance(zero_mass, bool) or not isinstance(zero_mass, (int, float, np.floating, np.integer)):
-        raise TypeError(f"zero_mass must be a real number, got {type(zero_mass).__name__}")
-    if not (0.0 <= float(zero_mass) < 1.0):
-        raise ValueError(f"zero_mass must be in [0, 1), got {zero_mass!r}")
+    check_choice("method", method, METHODS)
+    check_choice("negative", negative, NEGATIVE_POLICIES)
+    check_choice("hessian_space", hessian_space, HESSIAN_SPACES)
+    eps = check_positive("eps", eps)
+    zero_mass = check_real("zero_mass", zero_mass, minimum=0.0, maximum=1.0, open_max=True)
     a = a_eta(eta)
-    if isinstance(n_curve, bool) or not isinstance(n_curve, (int, np.integer)) or n_curve == 1 or n_curve < 0:
-        raise ValueError(f"n_curve must be 0 (no curves) or an integer ≥ 2, got {n_curve!r}")
+    n_curve = check_int("n_curve", n_curve, minimum=0)
+    if n_curve == 1:
+        raise ValueError("n_curve must be 0 (no curves) or an integer >= 2, got n_curve=1")
     spec = _as_spectrum(spectrum)
     profile = MagnitudeProfile(weights)
     N, D = profile.N, spec.dim
@@ -633,6 +626,92 @@ def _curves(meas: _Measure, profile: MagnitudeProfile, eps: float, method: str, 
         else:
             loss[i] = 0.5 * R2[i] * si if math.isfinite(si) else np.nan
     return LimitCurves(kept_fraction=rho, loss_increase=loss, R=np.sqrt(R2), s=s)
+
+
+@dataclass(frozen=True)
+class HaarMagnitudeLimit:
+    """The magnitude-pruning (LOMP, uncompensated) limit predicted by the Haar model (ours; docs/math.md §2.2).
+
+    Attributes
+    ----------
+    kept_fraction:
+        The least ``ρ`` with ``½ R(ρ)² · m ≤ ε``, ``m = tr(H)/N`` (0 when ``m ≤ 0`` or when even ``ρ = 0``
+        satisfies it). ``removed_fraction`` and ``kept_count`` are derived properties.
+    mean_eigenvalue, mean_eigenvalue_stderr:
+        ``m = tr(H)/N`` from the spectrum (signed: no negative-eigenvalue policy applies, since
+        ``E[w_Pᵀ Q Λ Qᵀ w_P] = ‖w_P‖² tr(Λ)/N`` holds for any real ``Λ``), and its SLQ standard error.
+    stderr:
+        Standard error of ``kept_fraction`` propagated from ``mean_eigenvalue_stderr`` (delta method).
+    R:
+        ``R(ρ*)``.
+    predicted_increase:
+        ``½ R(ρ*)² m`` (``= ε`` unless the limit sits at 0).
+    eps, N:
+        The tolerance and the number of prunable weights.
+    """
+
+    kept_fraction: float
+    mean_eigenvalue: float
+    mean_eigenvalue_stderr: float
+    stderr: float
+    R: float
+    predicted_increase: float
+    eps: float
+    N: int
+
+    @property
+    def removed_fraction(self) -> float:
+        """``1 − ρ*``."""
+        return 1.0 - self.kept_fraction
+
+    @property
+    def kept_count(self) -> int:
+        """:func:`kept_count` ``(ρ*, N)``."""
+        return kept_count(self.kept_fraction, self.N)
+
+
+def haar_magnitude_limit(spectrum: Spectrum | Sequence[float] | np.ndarray, weights: Any, eps: float
+                         ) -> HaarMagnitudeLimit:
+    r"""The magnitude-pruning limit of the Haar model: the least ``ρ`` with ``½ R(ρ)² tr(H)/N ≤ ε`` (ours).
+
+    Plain global magnitude pruning (no compensation) moves the weights by ``d = −w*_P``; the quadratic model
+    of its loss increase is ``½ w*_Pᵀ H_PP w*_P``. If the eigenbasis ``Q`` of ``H = QΛQᵀ`` is Haar-distributed
+    relative to the coordinates, ``E[w_Pᵀ H w_P] = ‖w_P‖² · tr(Λ)/N = R(ρ)² · tr(H)/N`` (``proofs_check``:
+    ``E[QᵀE_{ii}Q] = I/N`` for Haar ``Q``), so the predicted limit is the least kept fraction with
+    ``½ R(ρ)² tr(H)/N ≤ ε``. ``tr(H)/N`` is the signed mean eigenvalue of the spectrum (SLQ is exact for it up
+    to the probe error: it is a degree-1 polynomial). The gradient term ``−g_Pᵀ w_P`` of a weight vector that
+    is not a stationary point is not spectral; :mod:`nets.limit` adds it in its Taylor prediction.
+
+    >>> r = haar_magnitude_limit([2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0], eps=1.0)  # ½·4(1−ρ)·2 ≤ 1
+    >>> round(r.kept_fraction, 10), r.mean_eigenvalue
+    (0.75, 2.0)
+    """
+    eps = check_positive("eps", eps)
+    spec = _as_spectrum(spectrum)
+    profile = MagnitudeProfile(weights)
+    N = profile.N
+    if spec.dim != N:
+        raise ValueError(f"the spectrum has dimension D={spec.dim} but there are N={N} prunable weights")
+    m, m_se = spec.expect(lambda x: x)
+    if spec.exact:
+        m_se = 0.0
+    if m <= 0 or 0.5 * profile.norm2 * m <= eps:
+        rho = 0.0
+    else:
+        rho = float(brentq(lambda r: 0.5 * profile.R2(r) * m - eps, 0.0, 1.0, xtol=_XTOL))
+    se = 0.0
+    if 0.0 < rho < 1.0 and m > 0:
+        if not math.isfinite(m_se):
+            se = math.inf
+        elif m_se > 0:
+            h = 1e-6
+            lo, hi = max(rho - h, 0.0), min(rho + h, 1.0)
+            slope = (profile.R2(hi) - profile.R2(lo)) / (hi - lo)  # dR²/dρ < 0
+            # R²(ρ*) = 2ε/m  ⇒  dρ*/dm = (−2ε/m²) / (dR²/dρ)
+            se = float(2.0 * eps / (m * m) * m_se / abs(slope)) if slope < 0 else math.inf
+    R2 = profile.R2(rho)
+    return HaarMagnitudeLimit(kept_fraction=rho, mean_eigenvalue=float(m), mean_eigenvalue_stderr=float(m_se),
+                              stderr=se, R=math.sqrt(R2), predicted_increase=0.5 * R2 * m, eps=eps, N=N)
 
 
 def magnitude_scaling(

@@ -18,7 +18,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "geometry": ("nets.cli.geometry", "statistical dimensions of standard cones: closed form vs Monte Carlo vs cvxpy"),
     "spectrum": ("nets.cli.spectrum", "Hessian spectrum (SLQ) of a network"),
-    "limit": ("nets.cli.limit", "predicted vs actual pruning limit of a network"),
+    "limit": ("nets.cli.limit", "both pruning limits of a network, predicted and measured"),
+    "prune": ("nets.cli.prune", "prune a network to a kept fraction, optionally compensating the kept weights"),
     "grda": ("nets.cli.grda", "train with gRDA vs SGD and report directional-pruning diagnostics"),
 }
 
@@ -34,7 +35,10 @@ def _available() -> dict[str, tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = _available()
+    from nets.io import package_version
+
     parser = argparse.ArgumentParser(prog="prunelimit", description="How sparse can this network be pruned?")
+    parser.add_argument("--version", action="version", version=f"prunelimit {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = argv[0] if argv and argv[0] in commands else None
     for name, (mod, help_) in commands.items():

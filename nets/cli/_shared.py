@@ -7,7 +7,7 @@ import argparse
 import math
 from typing import Any, Callable
 
-__all__ = ["positive", "nonneg_float", "fraction", "add_threads_argument", "run_with_threads"]
+__all__ = ["positive", "nonneg_float", "nonneg_int", "fraction", "add_threads_argument", "run_with_threads"]
 
 
 def positive(kind: type) -> Callable[[str], int | float]:
@@ -38,6 +38,17 @@ def nonneg_float(s: str) -> float:
     v = _float(s)
     if not math.isfinite(v) or v < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {s}")
+    return v
+
+
+def nonneg_int(s: str) -> int:
+    """An int ``≥ 0``."""
+    try:
+        v = int(s)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an int, got {s!r}") from exc
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
     return v
 
 

@@ -9,7 +9,6 @@ import torch
 
 from nets.cli import main
 from nets.io import load_spectrum
-from theory.spectrum import Spectrum
 
 TINY = ["--hidden", "8", "--epochs", "10", "--slq-steps", "20", "--slq-probes", "2", "--no-progress"]
 
@@ -33,41 +32,51 @@ def test_limit_cli_writes_table_json_and_plots(limit_run, capsys):
     for png in ("limit.png", "spectrum.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = json.loads((out / "result.json").read_text())
-    assert d["format"] == "prunelimit.LimitResult/1" and d["method"] == "free"
+    assert d["format"] == "prunelimit.LimitResult/2"
     assert d["model"]["n_prunable"] == 64 * 8 + 8 * 10
+    for name in ("fundamental", "magnitude"):
+        lim = d["limits"][name]
+        assert 0.0 <= lim["predicted"] <= 1.0 and 0.0 <= lim["measured"] <= 1.0
+        assert lim["gap"] == pytest.approx(lim["predicted"] - lim["measured"])
     for m in ("free", "flat"):
-        p = d["predicted"][m]
+        p = d["predicted"]["fundamental"]["by_method"][m]
         assert 0.0 <= p["kept_fraction_lower"] <= p["kept_fraction"] <= p["kept_fraction_upper"] <= 1.0
         assert p["removed_fraction"] == pytest.approx(1.0 - p["kept_fraction"])
     for c in ("train_loss", "test_accuracy"):
-        assert 0.0 <= d["actual"][c]["kept_fraction"] <= 1.0
-    assert d["quadratic"] is not None and 0.0 <= d["quadratic"]["kept_fraction_compensated"] <= 1.0
-    assert len(d["sweep"]["kept_fraction"]) == 51
-    assert d["settings"]["train"]["source"] == "trained" and d["settings"]["train"]["config"]["l1"] == 1e-3
-    assert set(d["timings_seconds"]) == {"train", "eps", "spectrum", "limit", "sweep", "exact_quadratic"}
-    assert d["eps"]["source"] == "batch-loss-std" and d["eps"]["batch_size"] == 128
+        assert 0.0 <= d["measured"]["magnitude"]["limits"][c]["kept_fraction"] <= 1.0
+    assert d["oracle"] is not None and 0.0 <= d["oracle"]["kept_fraction_compensated"] <= 1.0
+    assert len(d["measured"]["magnitude"]["curves"]["kept_fraction"]) == 51
+    assert d["train"]["source"] == "trained" and d["train"]["config"]["l1"] == 1e-3
+    assert set(d["timings_seconds"]) == {"tolerance", "spectrum", "gradient", "predict", "sweep", "compensated",
+                                         "oracle"}
+    assert d["tolerance"]["source"] == "batch-loss-std" and d["tolerance"]["batch_size"] == 128
+    assert d["provenance"]["version"] and d["command"]["sweep_step"] == 0.02
 
 
 def test_limit_cli_prints_the_table(tmp_path, capsys):
     # run a, then run b from run a's training checkpoint: the same model, so the same dense metrics
-    rc = main(["limit", "--out", str(tmp_path / "a"), "--sweep-step", "0.05", "--exact", "off", *TINY])
+    rc = main(["limit", "--out", str(tmp_path / "a"), "--sweep-step", "0.05", "--exact", "off",
+               "--compensation-steps", "5", *TINY])
     assert rc == 0
     first = json.loads((tmp_path / "a" / "result.json").read_text())
     text = capsys.readouterr().out
-    for needle in ("predicted, free (ours) *", "predicted, flat (authors' formula)", "actual, train loss <= L(w*) + eps",
-                   "actual, test acc >= dense - 0.01", "actual, test acc > dense (authors', any)", "kept ρ", "removed",
-                   "gap vs loss", "stage times: train", "HVP/s"):
+    for needle in ("fundamental (compensated), flat", "magnitude pruning (LOMP), taylor", "fundamental, free (ours)",
+                   "magnitude, haar", "measured after re-optimisation", "test accuracy >= dense - 0.01",
+                   "strictly above dense", "predicted", "measured", "gap", "stage times: train", "compensated search",
+                   "HVPs"):
         assert needle in text, needle
     assert "exact quadratic" not in text
     rc = main(["limit", "--out", str(tmp_path / "b"), "--checkpoint", str(tmp_path / "a" / "train" / "checkpoint.pt"),
-               "--sweep-step", "0.05", "--exact", "off", "--method", "flat", "--eps", "0.01", *TINY])
+               "--sweep-step", "0.05", "--exact", "off", "--method", "free", "--magnitude-method", "haar",
+               "--no-compensated", "--eps", "0.01", *TINY])
     assert rc == 0
     second = json.loads((tmp_path / "b" / "result.json").read_text())
-    assert second["dense"] == first["dense"]
-    assert second["method"] == "flat"
-    assert (second["eps"]["eps"], second["eps"]["source"]) == (0.01, "given")
-    assert second["quadratic"] is None and not (tmp_path / "b" / "train").exists()
-    assert "predicted, flat (authors' formula) *" in capsys.readouterr().out
+    assert second["tolerance"]["train"] == first["tolerance"]["train"]
+    assert second["limits"]["fundamental"]["method"] == "free" and second["limits"]["fundamental"]["measured"] is None
+    assert second["limits"]["magnitude"]["method"] == "haar"
+    assert (second["tolerance"]["eps"], second["tolerance"]["source"]) == (0.01, "given")
+    assert second["oracle"] is None and not (tmp_path / "b" / "train").exists()
+    assert "fundamental (compensated), free" in capsys.readouterr().out
 
 
 def test_spectrum_cli(limit_run, tmp_path, capsys):
@@ -82,6 +91,7 @@ def test_spectrum_cli(limit_run, tmp_path, capsys):
     assert (spec.nodes == spec_npz.nodes).all()
     summary = json.loads((tmp_path / "spectrum_summary.json").read_text())
     assert summary["summary"]["dim"] == 592 and summary["cost"]["hvps"] == 40
+    assert summary["run"]["hvp_path"] == "cached double-backward" and summary["provenance"]["package"] == "prunelimit"
     assert (tmp_path / "spectrum.png").is_file()
     # the same spectrum as the limit run (same model, seed, batches, settings)
     lim = json.loads((out / "result.json").read_text())
@@ -113,6 +123,7 @@ def test_cli_error_inputs(argv, message, tmp_path, capsys):
         (["limit", "--eps", "nan"], "must be > 0, got nan"),
         (["limit", "--accuracy-tolerance", "2"], "must lie in \\[0, 1\\], got 2"),
         (["limit", "--method", "exact"], "invalid choice: 'exact'"),
+        (["limit", "--compensation-steps", "-1"], "must be >= 0, got -1"),
         (["spectrum", "--slq-probes", "x"], "expected a int, got 'x'"),
     ],
 )
@@ -143,7 +154,27 @@ def test_bench_pipeline_synthetic_argument_path(tmp_path, capsys):
     assert rc == 0
     d = json.loads((tmp_path / "b.json").read_text())
     assert d["settings"]["data"] == "synthetic-cifar" and d["model"]["n_prunable"] == 3072 * 32 + 32 * 10
-    assert set(d["stage_seconds"]) == {"train", "eps", "spectrum", "limit", "sweep"}  # no dense Hessian at this N
+    # no dense oracle at this N
+    assert set(d["stage_seconds"]) == {"train", "tolerance", "spectrum", "gradient", "predict", "sweep", "compensated"}
     assert d["hvps"]["spectrum"] == 2 * 64 and all(d["checks"].values())
     assert d["hvp_vs_gradient"]["hvp_pass_over_gradient"] > 0
     assert "pipeline benchmark" in capsys.readouterr().out
+
+
+def test_prune_cli_compensated_never_worse_and_masks_exact(limit_run, tmp_path, capsys):
+    _, out = limit_run
+    rc = main(["prune", "--out", str(tmp_path), "--checkpoint", str(out / "train" / "checkpoint.pt"),
+               "--kept-fraction", "0.3", "--compensate", "--compensation-steps", "10", *TINY])
+    assert rc == 0
+    d = json.loads((tmp_path / "prune.json").read_text())
+    assert d["kept_count"] == 178 and d["n_prunable"] == 592  # ⌈0.3·592⌉
+    assert d["compensated"]["train_loss"] <= d["magnitude_pruned"]["train_loss"] + 1e-7
+    state = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    nonzero = sum(int((state[k] != 0).sum()) for k in ("net.1.weight", "net.3.weight"))
+    assert nonzero <= 178
+    text = capsys.readouterr().out
+    assert "compensation: CG" in text and "magnitude pruning" in text
+    # the pruned weights load back into the model
+    rc = main(["prune", "--out", str(tmp_path / "again"), "--checkpoint", str(tmp_path / "pruned.pt"),
+               "--kept-fraction", "1.0", *TINY])
+    assert rc == 0

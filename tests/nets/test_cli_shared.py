@@ -59,3 +59,15 @@ def test_value_types_reject_bad_values(parse, text, match):
 def test_value_types_accept_good_values():
     assert positive(int)("3") == 3 and positive(float)("0.5") == 0.5
     assert nonneg_float("0") == 0.0 and fraction("1") == 1.0
+
+
+def test_version_flag(capsys):
+    import pytest
+
+    from nets.cli import main
+    from nets.io import package_version
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"prunelimit {package_version()}"

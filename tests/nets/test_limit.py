@@ -1,4 +1,4 @@
-"""The pruning-limit pipeline (nets.limit) end to end on digits with tiny settings."""
+"""The pruning-limit pipeline (nets.limit) end to end: both limits, each stage against an independent reference."""
 
 from __future__ import annotations
 
@@ -9,25 +9,32 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from nets.data import DataSplit, fixed_batches, load_dataset
+from nets.compensate import CompensationConfig
+from nets.data import DataSplit, load_dataset
 from nets.limit import (
-    ActualLimit,
+    LimitConfig,
     LimitResult,
-    actual_limit,
-    default_kept_fractions,
-    dense_loss_std,
+    MeasureConfig,
+    OracleConfig,
+    PredictionConfig,
+    SpectrumConfig,
+    ToleranceConfig,
     estimate_pruning_limit,
-    load_state_dict,
     summarize_spectrum,
-    train_default_model,
+    threshold_search,
 )
 from nets.models import build_model
 from nets.params import prunable_parameters
 from nets.train import TrainConfig, train
+from numerics.testing import haar_orthogonal
+from theory.limits import kept_count
+from theory.quadratic import QuadraticModel
 from theory.spectrum import Spectrum
 
-GRID = np.round(np.linspace(0.0, 1.0, 41), 12)  # kept fractions on a 0.025 grid
+TINY = LimitConfig(spectrum=SpectrumConfig(steps=40, n_probes=3),
+                   measurement=MeasureConfig(grid_step=0.025, compensation=CompensationConfig(steps=20)))
 
 
 @pytest.fixture(scope="module")
@@ -45,51 +52,49 @@ def trained(digits):
 
 @pytest.fixture(scope="module")
 def result(trained, digits) -> LimitResult:
-    return estimate_pruning_limit(trained, digits, generator=torch.Generator().manual_seed(1), slq_steps=40,
-                                  slq_probes=3, kept_fractions=GRID)
+    return estimate_pruning_limit(trained, digits, config=TINY, seed=1)
 
 
-def test_predicted_and_actual_limits_finite_in_unit_interval(result):
-    for m in ("free", "flat"):
-        lim = result.predicted[m]
-        assert 0.0 <= lim.kept_fraction_lower <= lim.kept_fraction <= lim.kept_fraction_upper <= 1.0
-        assert math.isfinite(lim.stderr)  # 3 probes: a finite SLQ standard error
-    assert result.primary is result.predicted["free"]
-    for name in ("train_loss", "test_accuracy"):
-        a = result.actual[name]
-        assert a.kept_fraction is not None and 0.0 <= a.kept_fraction <= 1.0
-        assert a.kept_fraction_any <= a.kept_fraction
-        assert a.kept_count == math.ceil(round(a.kept_fraction * result.model["n_prunable"], 6))
-    q = result.quadratic
-    assert q is not None  # N = 592 <= exact_max_n
-    assert 0.0 <= q.kept_fraction_compensated <= 1.0 and 0.0 <= q.kept_fraction_uncompensated <= 1.0
-    # optimal compensation can only lower the loss increase in a convex model; with this indefinite H we only
-    # check the definitions' outputs are consistent kept counts
-    assert q.kept_count_compensated == round(q.kept_fraction_compensated * 592)
-    gaps = result.gaps()
-    assert gaps["free"]["train_loss"] == pytest.approx(result.predicted["free"].kept_fraction - result.actual["train_loss"].kept_fraction)
+def test_both_limits_are_predicted_and_measured(result):
+    f, m = result.fundamental, result.magnitude
+    for pair in (f, m):
+        assert 0.0 <= pair.predicted <= 1.0 and pair.measured is not None and 0.0 <= pair.measured <= 1.0
+        assert pair.gap == pytest.approx(pair.predicted - pair.measured)
+    assert f.method == "flat" and m.method == "taylor"  # the defaults chosen on trained networks
+    assert f.predicted_lower <= f.predicted <= f.predicted_upper
+    # compensation can only help: the fundamental limit is at most the magnitude-pruning limit
+    assert f.measured <= m.measured + 1.0 / 592
+    fm = result.fundamental_measurement
+    assert fm.kept_fraction_reoptimised <= fm.kept_fraction + 1e-12  # re-optimisation only lowers the loss
+    assert f.measured_reoptimised == fm.kept_fraction_reoptimised
+    for meth in ("free", "flat"):
+        assert math.isfinite(result.fundamental_prediction.limits[meth].stderr)  # 3 probes: finite SLQ error
 
 
-def test_sweep_matches_an_independent_magnitude_pruning(result, trained, digits):
-    """Recompute two sweep levels by hand: zero all but the ⌈ρN⌉ largest |w|, evaluate the training loss."""
+def test_lomp_measurement_matches_an_independent_magnitude_pruning(result, trained, digits):
+    """Recompute the limit's level and the level below it by hand: zero all but the k largest |w|."""
     w = torch.cat([p.detach().reshape(-1) for _, p in prunable_parameters(trained)])
     order = torch.argsort(w.abs(), descending=True, stable=True)
-    x = torch.cat([b[0] for b in fixed_batches(digits.train_eval, 4096)])
-    y = torch.cat([b[1] for b in fixed_batches(digits.train_eval, 4096)])
-    for i in (8, 30):
-        rho = GRID[i]
-        k = math.ceil(round(rho * w.numel(), 6))
+    x, y = digits.train_eval.inputs, digits.train_eval.targets
+    l1, l2 = trained.net[1], trained.net[3]
+
+    def loss_at(k: int) -> float:
         flat = torch.zeros_like(w)
         flat[order[:k]] = w[order[:k]]
-        l1, l2 = trained.net[1], trained.net[3]
         W1 = flat[: l1.weight.numel()].reshape(l1.weight.shape)
         W2 = flat[l1.weight.numel():].reshape(l2.weight.shape)
         with torch.no_grad():
-            loss = float(F.cross_entropy(torch.relu(x @ W1.T + l1.bias) @ W2.T + l2.bias, y))
-        assert result.sweep["kept_count"][i] == k
-        assert result.sweep["train_loss"][i] == pytest.approx(loss, rel=1e-5)  # float32 summation order
-    # the dense end reproduces the dense model
-    assert result.sweep["train_loss"][-1] == pytest.approx(result.dense["train_loss"], rel=1e-6)
+            return float(F.cross_entropy(torch.relu(x @ W1.T + l1.bias) @ W2.T + l2.bias, y))
+
+    lim = result.magnitude_measurement.limits["train_loss"]
+    thr = result.tolerance.threshold
+    k = lim.kept_count
+    assert loss_at(k) <= thr * (1 + 1e-6) and loss_at(k - 1) > thr * (1 - 1e-6)  # bisection to one weight
+    curves = result.magnitude_measurement.curves
+    i = 10
+    assert curves["kept_count"][i] == kept_count(float(curves["kept_fraction"][i]), 592)
+    assert curves["train_loss"][i] == pytest.approx(loss_at(int(curves["kept_count"][i])), rel=1e-5)
+    assert curves["train_loss"][-1] == pytest.approx(result.tolerance.train.loss, rel=1e-6)
 
 
 def test_default_eps_is_the_std_of_128_batch_losses(result, trained, digits):
@@ -99,17 +104,14 @@ def test_default_eps_is_the_std_of_128_batch_losses(result, trained, digits):
         for start in range(0, len(ys) - 127, 128):
             losses.append(float(F.cross_entropy(trained(xs[start:start + 128]), ys[start:start + 128])))
     assert len(losses) == len(ys) // 128  # the short last batch is dropped
-    expected = float(np.std(losses, ddof=1))
-    assert result.eps.source == "batch-loss-std"
-    assert result.eps.eps == pytest.approx(expected, rel=1e-6)
-    assert result.eps.n_batches == len(losses) and result.eps.batch_size == 128
-    assert result.eps.dropped_samples == len(ys) % 128
+    t = result.tolerance
+    assert t.source == "batch-loss-std" and t.eps == pytest.approx(float(np.std(losses, ddof=1)), rel=1e-6)
+    assert t.n_batches == len(losses) and t.batch_size == 128 and t.dropped_samples == len(ys) % 128
+    assert t.threshold == pytest.approx(t.loss_dense + t.eps) and t.notes == ()
 
 
-def test_quadratic_comparison_against_its_definitions(result, trained, digits):
-    from theory.quadratic import QuadraticModel
-
-    q = result.quadratic
+def test_oracle_against_its_definitions(result, trained, digits):
+    q = result.oracle
     lam = q.eigenvalues
     assert lam.size == 592 and np.all(np.diff(lam) >= 0)
     # reference path: the Hessian by torch.func.hessian of the float64 loss in the flat prunable weights, the
@@ -129,42 +131,163 @@ def test_quadratic_comparison_against_its_definitions(result, trained, digits):
     H = torch.func.hessian(loss)(w).numpy()
     ref_lam, V = np.linalg.eigh(0.5 * (H + H.T))
     np.testing.assert_allclose(lam, ref_lam, atol=1e-10 * np.abs(ref_lam).max())
-    ref = QuadraticModel((V * np.abs(ref_lam)) @ V.T, w.numpy()).magnitude_threshold(result.eps.eps, solver="bisect")
+    eps = result.tolerance.eps
+    ref = QuadraticModel((V * np.abs(ref_lam)) @ V.T, w.numpy()).magnitude_threshold(eps, solver="bisect")
     assert q.kept_count_compensated == ref.kept_count
-    tol = 1000 * 592 * np.finfo(float).eps * np.abs(lam).max()  # ≥ max|H|·eps·1000N / 592: a loose cut-off check
-    assert q.eigenvalue_min == lam[0] and np.mean(lam < -tol) - 0.01 <= q.negative_fraction <= np.mean(lam < 0)
     # the SLQ spectrum is close to the exact one: W1 far below the spectral range (CTU bound with m = 40)
     assert q.slq_wasserstein1 < 0.05 * (lam[-1] - lam[0])
-    # the Taylor prediction of the sweep loss is exact at the dense end and close where little is pruned
-    assert q.taylor_loss[-1] == pytest.approx(result.dense["train_loss"], rel=1e-6)
-    near = result.sweep["kept_fraction"] >= 0.9
-    np.testing.assert_allclose(q.taylor_loss[near], result.sweep["train_loss"][near], rtol=0.02)
-    # the predicted limit from the exact eigenvalues is what SLQ estimates
+    # the Taylor model of the LOMP loss is exact at the dense end and close where little is pruned
+    c = result.magnitude_measurement.curves
+    assert q.taylor_loss[-1] == pytest.approx(result.tolerance.loss_dense, rel=1e-6)
+    near = c["kept_fraction"] >= 0.9
+    np.testing.assert_allclose(q.taylor_loss[near], c["train_loss"][near], rtol=0.02)
     for m in ("free", "flat"):
-        ex, est = q.predicted_exact_spectrum[m], result.predicted[m]
-        assert ex.stderr == 0.0
-        assert abs(ex.kept_fraction - est.kept_fraction) <= 4 * est.stderr + 0.02
+        ex, est = q.predicted_exact_spectrum[m], result.fundamental_prediction.limits[m]
+        assert ex.stderr == 0.0 and abs(ex.kept_fraction - est.kept_fraction) <= 4 * est.stderr + 0.02
 
 
-def test_json_schema_and_atomic_save(result, tmp_path):
+def test_taylor_prediction_against_the_dense_hessian(result):
+    """The Taylor magnitude-pruning prediction (HVPs, bisection) equals the least k of the oracle's dense Taylor
+    curve ``L* − gᵀc + ½cᵀHc`` crossing ``L* + ε`` (the same model, computed two ways)."""
+    t = result.magnitude_prediction.taylor
+    q = result.oracle
+    thr = result.tolerance.threshold
+    k = t.kept_count
+    c = result.magnitude_measurement.curves
+    # on the grid, the dense curve and the HVP values agree
+    for kk, val in zip(t.search.grid_counts, t.search.grid_values):
+        i = np.nonzero(c["kept_count"] == kk)[0]
+        if i.size:
+            assert result.tolerance.loss_dense + val == pytest.approx(q.taylor_loss[i[0]], rel=1e-4, abs=1e-7)
+    assert result.tolerance.loss_dense + t.gradient_term + t.curvature_term <= thr + 1e-9
+    assert 0 < k <= 592
+
+
+def test_json_has_both_limits_and_provenance(result, tmp_path):
     d = result.to_dict()
-    text = json.dumps(d, allow_nan=False)  # strict JSON: no NaN/inf
-    back = json.loads(text)
-    for key in ("eps", "dense", "model", "spectrum_summary", "predicted", "actual", "quadratic", "sweep",
-                "timings_seconds", "cost", "settings", "gaps_predicted_minus_actual_kept_fraction", "spectrum"):
-        assert key in back
-    p = back["predicted"]["free"]
-    assert p["removed_fraction"] == pytest.approx(1.0 - p["kept_fraction"])
-    assert {"kept_fraction_lower", "kept_fraction_upper", "kept_fraction_stderr", "kept_count"} <= set(p)
-    assert "rho" not in p
-    a = back["actual"]["train_loss"]
-    assert a["removed_fraction"] == pytest.approx(1.0 - a["kept_fraction"])
-    assert len(back["sweep"]["kept_fraction"]) == GRID.size == len(back["sweep"]["test_acc"])
-    assert back["cost"]["spectrum"]["hvps"] == 3 * 40
-    assert set(back["timings_seconds"]) == {"eps", "spectrum", "limit", "sweep", "exact_quadratic"}
-    out = result.save_json(tmp_path / "r.json")
-    assert json.loads(out.read_text()) == back
-    assert [f.name for f in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
+    back = json.loads(json.dumps(d, allow_nan=False))  # strict JSON: no NaN/inf
+    for key in ("limits", "tolerance", "spectrum_summary", "spectrum_run", "predicted", "measured", "oracle",
+                "warnings", "timings_seconds", "cost", "config", "provenance", "spectrum", "model"):
+        assert key in back, key
+    for name in ("fundamental", "magnitude"):
+        lim = back["limits"][name]
+        assert {"predicted", "measured", "gap", "method", "band_covers"} <= set(lim)
+        assert lim["removed_fraction_predicted"] == pytest.approx(1.0 - lim["predicted"])
+    p = back["predicted"]["fundamental"]["by_method"]["free"]
+    assert {"kept_fraction", "kept_fraction_lower", "kept_fraction_upper", "kept_fraction_stderr", "kept_count"} <= set(p)
+    run = back["spectrum_run"]
+    assert run["steps"] == 40 and run["n_probes"] == 3 and run["hvp_path"] == "cached double-backward"
+    assert back["cost"]["spectrum"]["hvps"] == 3 * 40 and back["spectrum"]["dim"] == 592
+    assert back["provenance"]["package"] == "prunelimit" and "torch" in back["provenance"]
+    assert back["measured"]["fundamental"]["search"]["evaluations"]
+    out = result.save(tmp_path, extra={"note": "x"})
+    assert out.name == "result.json" and json.loads(out.read_text())["note"] == "x"
+    assert [f.name for f in tmp_path.iterdir()] == ["result.json"]  # no temporary left behind
+    assert "fundamental" in repr(result) and len(repr(result)) < 400
+    assert "fundamental (compensated)" in result.summary() and "magnitude pruning (LOMP)" in result.summary()
+
+
+def _quadratic_task(N: int, seed: int, lam: np.ndarray):
+    """A linear model with the half squared error whose Hessian is Q diag(lam) Qᵀ with a Haar Q, and w* the
+    minimum (g = 0): the loss *is* its quadratic model. Laplace weights, as in the synthetic benchmark."""
+    rng = np.random.default_rng(seed)
+    Q = haar_orthogonal(N, rng)
+    X = torch.from_numpy(np.sqrt(N) * (np.sqrt(lam)[:, None] * Q.T))  # XᵀX/N = Q Λ Qᵀ
+    w = torch.from_numpy(rng.laplace(size=N))
+    y = (X @ w).reshape(-1, 1)
+    model = nn.Linear(N, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(w.reshape(1, -1))
+    H = (Q * lam) @ Q.T
+    return model, (X, y), H, w.numpy()
+
+
+def _half_se(out, t):
+    return 0.5 * ((out - t) ** 2).sum(dim=1).mean()
+
+
+def test_measured_fundamental_limit_on_a_quadratic_equals_the_exact_oracle():
+    N, eps = 120, 0.05
+    lam = np.random.default_rng(1).exponential(1.0, N)
+    model, data, H, w = _quadratic_task(N, 0, lam)
+    cfg = LimitConfig(tolerance=ToleranceConfig(eps=eps), spectrum=SpectrumConfig(steps=N, n_probes=2),
+                      measurement=MeasureConfig(compensation=CompensationConfig(steps=0, cg_rtol=1e-12),
+                                                compensated_resolution=1e-9),
+                      oracle=OracleConfig(enabled=True))
+    r = estimate_pruning_limit(model, data, loss=_half_se, config=cfg)
+    exact = QuadraticModel(H, w).magnitude_threshold(eps)
+    assert r.fundamental_measurement.kept_count == exact.kept_count
+    assert r.fundamental_measurement.search_reoptimised is None  # steps=0: no re-optimisation
+    assert r.oracle.kept_count_compensated == exact.kept_count
+    assert r.model["task"] == "custom loss" and r.tolerance.train.accuracy is None
+    # the LOMP measurement equals the uncompensated quadratic threshold, and the Taylor prediction equals both
+    unc = QuadraticModel(H, w).magnitude_curve().uncompensated
+    k_unc = int(np.nonzero(unc > eps)[0][-1] + 1)
+    assert r.magnitude_measurement.limits["train_loss"].kept_count == k_unc
+    assert r.magnitude_prediction.taylor.kept_count == k_unc
+
+
+def test_haar_lomp_prediction_within_its_stated_error():
+    """On a pure quadratic with a Haar eigenbasis, ½ w_PᵀHw_P concentrates at ½R²·tr(H)/N with relative standard
+    deviation √(2 Var(λ)/(N + 2))/mean(λ) (the variance of uᵀQΛQᵀu for a unit u); at the Haar-predicted limit
+    the measured LOMP increase is within 4 of those standard deviations of ε."""
+    N, eps = 400, 0.5
+    lam = np.random.default_rng(2).exponential(1.0, N)
+    rel_sd = math.sqrt(2 * lam.var() / (N + 2)) / lam.mean()
+    for seed in range(3):
+        model, data, H, w = _quadratic_task(N, 10 + seed, lam)
+        cfg = LimitConfig(tolerance=ToleranceConfig(eps=eps), spectrum=SpectrumConfig(steps=60, n_probes=2),
+                          prediction=PredictionConfig(magnitude_method="haar"),
+                          measurement=MeasureConfig(fundamental=False), oracle=OracleConfig(enabled=False))
+        r = estimate_pruning_limit(model, data, loss=_half_se, config=cfg)
+        k = r.magnitude_prediction.haar.kept_count
+        o = np.argsort(-np.abs(w), kind="stable")
+        wp = w.copy()
+        wp[o[:k]] = 0.0
+        increase = 0.5 * wp @ H @ wp
+        assert abs(increase - eps) <= 4 * rel_sd * eps + 0.5 * abs(w[o[k - 1]]) ** 2 * lam.max(), (seed, increase)
+
+
+def test_warnings_fire_on_an_untrained_model_and_degenerate_slq(digits):
+    model = build_model("mlp", 10, digits.input_shape, generator=torch.Generator().manual_seed(0), hidden=(4,))
+    cfg = LimitConfig(spectrum=SpectrumConfig(steps=5, n_probes=1, samples=200),
+                      measurement=MeasureConfig(grid_step=0.1, fundamental=False), oracle=OracleConfig(enabled=False))
+    r = estimate_pruning_limit(model, digits, config=cfg)
+    codes = {w.code for w in r.warnings}
+    assert {"untrained", "slq-steps", "slq-probes", "hessian-samples"} <= codes
+    msgs = " ".join(w.message for w in r.warnings)
+    assert "--slq-steps" in msgs and "--slq-probes" in msgs and "--hessian-samples" in msgs
+    assert "warning [untrained]" in r.summary()
+
+
+def test_no_warning_on_a_sound_run(result):
+    assert not {"untrained", "slq-steps", "slq-probes", "hessian-samples"} & {w.code for w in result.warnings}
+
+
+def test_users_own_model_and_data_in_every_form(digits):
+    """A Dataset, a DataLoader, (X, y) tensors and a list of batches give the same result for the same samples."""
+    torch.manual_seed(0)
+    X, y = digits.train_eval.inputs[:400], digits.train_eval.targets[:400]
+    model = nn.Sequential(nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(100):
+        opt.zero_grad()
+        F.cross_entropy(model(X), y).backward()
+        opt.step()
+    cfg = LimitConfig(spectrum=SpectrumConfig(steps=20, n_probes=2),
+                      measurement=MeasureConfig(grid_step=0.1, compensation=CompensationConfig(steps=5)),
+                      oracle=OracleConfig(enabled=False))
+    ds = torch.utils.data.TensorDataset(X, y)
+    forms = [(X, y), ds, torch.utils.data.DataLoader(ds, batch_size=64), [(X[:200], y[:200]), (X[200:], y[200:])]]
+    results = [estimate_pruning_limit(model, f, config=cfg) for f in forms]
+    for r in results[1:]:
+        assert r.magnitude.measured == results[0].magnitude.measured
+        assert r.fundamental.predicted == pytest.approx(results[0].fundamental.predicted, abs=1e-9)
+        assert r.tolerance.eps == pytest.approx(results[0].tolerance.eps, rel=1e-6)
+    assert results[0].tolerance.test is None and results[0].model["n_test"] == 0
+    assert "test_accuracy" not in results[0].magnitude_measurement.limits  # no test data: no accuracy criterion
+    # the eps batch size adapts to a small training set, with a recorded note
+    assert results[0].tolerance.batch_size == 400 // 8 and results[0].tolerance.notes
 
 
 def test_callers_model_unchanged(digits):
@@ -174,111 +297,17 @@ def test_callers_model_unchanged(digits):
     model.net[3].weight.grad = torch.ones_like(model.net[3].weight)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calls = []
-    estimate_pruning_limit(model, digits, generator=torch.Generator().manual_seed(0), slq_steps=5, slq_probes=2,
-                           kept_fractions=[0.0, 0.5, 1.0], progress=lambda s, i, n: calls.append((s, i, n)))
+    cfg = LimitConfig(spectrum=SpectrumConfig(steps=5, n_probes=2),
+                      measurement=MeasureConfig(grid_step=0.5, compensation=CompensationConfig(steps=2)))
+    estimate_pruning_limit(model, digits, config=cfg, progress=lambda s, i, n: calls.append((s, i, n)))
     assert model.training
     assert not model.net[1].weight.requires_grad and model.net[3].weight.requires_grad
     assert torch.equal(model.net[3].weight.grad, torch.ones_like(model.net[3].weight))
     assert model.net[1].bias.grad is None
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
-    stages = {s for s, _, _ in calls}
-    assert stages == {"eps", "spectrum", "limit", "sweep", "exact_quadratic"}
-    assert ("sweep", 3, 3) in calls and ("spectrum", 5, 5) in calls
-
-
-def test_no_level_qualifies_is_handled(trained, digits):
-    r = estimate_pruning_limit(trained, digits, generator=torch.Generator().manual_seed(0), eps=1e-6, slq_steps=5,
-                               slq_probes=2, kept_fractions=[0.0, 0.01], exact_quadratic=False,
-                               hessian_samples=300)
-    for a in r.actual.values():
-        assert a.kept_fraction is None and a.kept_count is None and a.removed_fraction is None
-        assert a.kept_fraction_any is None and a.n_qualifying == 0
-    assert r.quadratic is None
-    assert r.gaps()["free"] == {"train_loss": None, "test_accuracy": None, "authors_strict_accuracy": None}
-    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
-    assert d["actual"]["train_loss"]["kept_fraction"] is None
-    assert d["settings"]["hessian_samples"] == 300 and d["eps"]["source"] == "given"
-
-
-def test_actual_limit_definitions():
-    a = actual_limit([1.0, 0.0, 0.5, 0.25, 0.75], [True, True, True, False, True], kept_counts=[4, 0, 2, 1, 3])
-    assert (a.kept_fraction, a.kept_count, a.kept_fraction_any, a.n_qualifying) == (0.5, 2, 0.0, 4)
-    assert a.removed_fraction == 0.5 and a.removed_fraction_any == 1.0
-    b = actual_limit([0.0, 1.0], [True, False])  # the dense end fails: contiguous limit undefined
-    assert b.kept_fraction is None and b.kept_fraction_any == 0.0
-    assert isinstance(b, ActualLimit)
-    with pytest.raises(ValueError, match="equal length"):
-        actual_limit([0.0, 1.0], [True])
-    np.testing.assert_allclose(default_kept_fractions(0.001)[[0, 1, -1]], [0.0, 0.001, 1.0])
-    with pytest.raises(ValueError, match="step must divide 1"):
-        default_kept_fractions(0.3)
-
-
-def test_summarize_spectrum_exact():
-    s = summarize_spectrum(Spectrum.from_eigenvalues([-2.0, 0.0, 1.0, 5.0]))
-    assert (s.ritz_min, s.ritz_max, s.negative_mass, s.negative_mass_stderr) == (-2.0, 5.0, 0.25, 0.0)
-    assert (s.trace, s.mean_eigenvalue, s.dim) == (4.0, 1.0, 4)
-    with pytest.raises(TypeError, match="numerics.slq.Spectrum"):
-        summarize_spectrum([1.0])
-
-
-@pytest.mark.parametrize(
-    "kwargs, exc, match",
-    [
-        ({"model": "net"}, TypeError, "model must be a torch.nn.Module, got str"),
-        ({"data": (1, 2)}, TypeError, "data must be a nets.data.DataSplit, got tuple"),
-        ({"generator": 0}, TypeError, "generator must be a torch.Generator, got int"),
-        ({"method": "exact"}, ValueError, "method must be one of .*'exact'"),
-        ({"eps": -1.0}, ValueError, "eps must be a positive finite number, got eps=-1.0"),
-        ({"eps": float("nan")}, ValueError, "eps must be a positive finite number, got eps=nan"),
-        ({"eps": True}, TypeError, "eps must be a real number or None, got bool"),
-        ({"slq_steps": 0}, ValueError, "slq_steps must be an int >= 1, got slq_steps=0"),
-        ({"slq_probes": 1.5}, ValueError, "slq_probes must be an int >= 1, got slq_probes=1.5"),
-        ({"kept_fractions": [0.5, 1.2]}, ValueError, r"kept_fractions must lie in \[0, 1\]"),
-        ({"kept_fractions": []}, ValueError, "kept_fractions must be non-empty"),
-        ({"accuracy_tolerance": 2}, ValueError, "accuracy_tolerance must be a number in \\[0, 1\\], got accuracy_tolerance=2"),
-        ({"exact_quadratic": "yes"}, TypeError, "exact_quadratic must be None, True or False, got 'yes'"),
-        ({"negative": "fold"}, ValueError, "negative must be one of .*'fold'"),
-        ({"hvp_method": "fd"}, ValueError, "hvp_method must be one of .*'fd'"),
-        ({"hessian_samples": 0}, ValueError, "hessian_samples must be an int >= 1, got hessian_samples=0"),
-    ],
-)
-def test_error_inputs(kwargs, exc, match, digits):
-    args = {"model": torch.nn.Linear(64, 10), "data": digits, "generator": torch.Generator()}
-    args.update(kwargs)
-    with pytest.raises(exc, match=match):
-        estimate_pruning_limit(args.pop("model"), args.pop("data"), **args)
-
-
-def test_error_inputs_model_and_eps(digits):
-    with pytest.raises(ValueError, match="no prunable"):
-        estimate_pruning_limit(torch.nn.Sequential(torch.nn.ReLU()), digits, generator=torch.Generator())
-    from nets.data import ArrayDataset
-
-    small = ArrayDataset(torch.zeros(200, 64), torch.zeros(200, dtype=torch.long))
-    with pytest.raises(ValueError, match="at least 2 full training batches of batch_size=128"):
-        dense_loss_std(torch.nn.Linear(64, 10), small)
-
-
-def test_load_state_dict_and_train_default_model(digits, tmp_path):
-    model, res = train_default_model(digits, epochs=1, checkpoint_dir=tmp_path / "run")
-    assert res.config.l1 == 1e-3 and res.config.epochs == 1 and len(res.history) == 1
-    fresh = build_model("mlp", 10, digits.input_shape, generator=torch.Generator().manual_seed(9))
-    load_state_dict(fresh, tmp_path / "run" / "checkpoint.pt")  # train's checkpoint format
-    for a, b in zip(fresh.state_dict().values(), model.state_dict().values()):
-        assert torch.equal(a, b)
-    torch.save(model.state_dict(), tmp_path / "plain.pt")  # a plain state_dict
-    fresh2 = build_model("mlp", 10, digits.input_shape, generator=torch.Generator().manual_seed(9))
-    load_state_dict(fresh2, tmp_path / "plain.pt")
-    assert torch.equal(fresh2.net[1].weight, model.net[1].weight)
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        load_state_dict(fresh2, tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match="does not fit the model"):
-        load_state_dict(build_model("mlp", 10, digits.input_shape, hidden=(5,)), tmp_path / "plain.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="could not read checkpoint"):
-        load_state_dict(fresh2, tmp_path / "junk.pt")
+    assert {s for s, _, _ in calls} == {"tolerance", "spectrum", "predict", "sweep", "compensated", "oracle"}
+    assert ("spectrum", 5, 5) in calls
 
 
 def test_masked_model_is_pruned_on_the_copy_only(trained, digits):
@@ -289,42 +318,68 @@ def test_masked_model_is_pruned_on_the_copy_only(trained, digits):
 
     model = copy.deepcopy(trained)
     apply_masks(model, global_magnitude_masks(model, 0.5))
-    r = estimate_pruning_limit(model, digits, generator=torch.Generator().manual_seed(0), slq_steps=5, slq_probes=2,
-                               kept_fractions=[0.5, 1.0], exact_quadratic=False)
+    cfg = LimitConfig(spectrum=SpectrumConfig(steps=5, n_probes=2),
+                      measurement=MeasureConfig(grid_step=0.25, fundamental=False), oracle=OracleConfig(enabled=False))
+    r = estimate_pruning_limit(model, digits, config=cfg)
     assert hasattr(model.net[1], "weight_orig") and hasattr(model.net[1], "weight_mask")  # caller unchanged
-    assert r.model["n_prunable"] == 592
+    c = r.magnitude_measurement.curves
+    i = int(np.nonzero(c["kept_fraction"] == 0.5)[0][0])
     # the copy holds exactly the masked weights: keeping 50 % by magnitude changes nothing
-    assert r.sweep["train_loss"][0] == pytest.approx(r.sweep["train_loss"][1], rel=1e-12)
-    assert r.dense["train_loss"] == pytest.approx(r.sweep["train_loss"][1], rel=1e-6)
+    assert c["train_loss"][i] == pytest.approx(r.tolerance.train.loss, rel=1e-6)
 
 
-def test_dense_level_of_the_sweep_is_the_dense_model(result):
-    """ρ = 1 keeps every weight: the sweep reports the dense metrics without evaluating the model again."""
-    i = int(np.nonzero(result.sweep["kept_fraction"] == 1.0)[0][0])
-    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
-        assert result.sweep[key][i] == result.dense[key]
-    assert result.cost["sweep"]["forward_passes"] == 2 * (GRID.size - 1)
+def test_threshold_search_reports_non_monotone_levels():
+    values = {0: 5.0, 25: 0.5, 50: 2.0, 75: 0.1, 100: 0.0}
+    r = threshold_search(lambda ks: [values.get(k, 1.0 if k < 75 else 0.2) for k in ks], lambda v: v <= 1.0, 100,
+                         [0, 25, 50, 75])
+    assert r.kept_count == 51 and 25 in r.non_monotone and r.kept_count_any == 25
 
 
-def test_hessian_batches_whole_set_or_fixed_subset(digits):
-    from nets.limit import hessian_batches
-
-    ds = digits.train_eval
-    for (x, y), (x0, y0) in zip(hessian_batches(ds, 500), fixed_batches(ds, 500)):
-        assert torch.equal(x, x0) and torch.equal(y, y0)
-    n = len(ds)
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(3))[:300].sort().values
-    sub = hessian_batches(ds, 128, samples=300, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    assert [int(b[1].shape[0]) for b in sub] == [128, 128, 44] and sub[0][0].dtype == torch.float64
-    assert torch.equal(torch.cat([b[1] for b in sub]), ds.batch(idx)[1])
-    assert len(hessian_batches(ds, 4096, samples=n + 5)) == 1  # more samples than the set: the whole set
-    with pytest.raises(ValueError, match="needs a torch.Generator"):
-        hessian_batches(ds, 128, samples=10)
+def test_summarize_spectrum_exact():
+    s = summarize_spectrum(Spectrum.from_eigenvalues([-2.0, 0.0, 1.0, 5.0]))
+    assert (s.ritz_min, s.ritz_max, s.negative_mass, s.negative_mass_stderr) == (-2.0, 5.0, 0.25, 0.0)
+    assert (s.trace, s.mean_eigenvalue, s.dim) == (4.0, 1.0, 4)
+    with pytest.raises(TypeError, match="theory.spectrum.Spectrum"):
+        summarize_spectrum([1.0])
 
 
-def test_train_default_model_passes_model_kwargs(digits):
-    from nets.limit import default_train_config
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: SpectrumConfig(steps=0), ValueError, "steps must be an integer >= 1, got steps=0"),
+        (lambda: SpectrumConfig(n_probes=1.5), TypeError, "n_probes must be an integer"),
+        (lambda: SpectrumConfig(hvp_method="fd"), ValueError, "hvp_method must be one of .*'fd'"),
+        (lambda: SpectrumConfig(samples=0), ValueError, "samples must be an integer >= 1, got samples=0"),
+        (lambda: ToleranceConfig(eps=-1.0), ValueError, "eps must be a finite number > 0, got eps=-1.0"),
+        (lambda: ToleranceConfig(eps=float("nan")), ValueError, "eps must be a finite number > 0, got eps=nan"),
+        (lambda: ToleranceConfig(eps=True), TypeError, "eps must be a real number"),
+        (lambda: PredictionConfig(method="exact"), ValueError, "method must be one of .*'exact'"),
+        (lambda: PredictionConfig(negative="fold"), ValueError, "negative must be one of .*'fold'"),
+        (lambda: MeasureConfig(grid_step=1e-9), ValueError, "grid_step=1e-09 gives more than 10001 sweep levels"),
+        (lambda: MeasureConfig(accuracy_tolerance=2), ValueError, r"accuracy_tolerance must be a number in \[0, 1\]"),
+        (lambda: OracleConfig(enabled="yes"), TypeError, "enabled must be None, True or False, got enabled='yes'"),
+        (lambda: LimitConfig(spectrum=3), TypeError, "spectrum must be a SpectrumConfig, got int"),
+    ],
+)
+def test_config_error_inputs(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
 
-    model, res = train_default_model(digits, epochs=1, model_kwargs={"hidden": (5,)})
-    assert model.net[1].weight.shape == (5, 64) and res.config == default_train_config("mlp", epochs=1)
-    assert default_train_config("resnet18").epochs == 200 and default_train_config("resnet18").lr == 0.1
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        (("net", None), {}, TypeError, "model must be a torch.nn.Module, got str"),
+        ((nn.Linear(64, 10), 3.0), {}, TypeError, "train_data must be a Dataset, a DataLoader"),
+        ((nn.Linear(64, 10), None), {"config": {}}, TypeError, "config must be a nets.limit.LimitConfig, got dict"),
+        ((nn.Linear(64, 10), None), {"seed": -5}, ValueError, "seed must be an integer >= 0, got seed=-5"),
+        ((nn.Sequential(nn.ReLU()), None), {}, ValueError, "no prunable"),
+        ((nn.Linear(3, 10), None), {}, ValueError, "cannot be applied to train_data inputs of shape \\(64,\\)"),
+        ((nn.Linear(64, 1), None), {}, ValueError, "pass loss="),
+        ((nn.Linear(64, 10), None), {"l1": -1.0}, ValueError, "l1 must be a finite number >= 0, got l1=-1.0"),
+    ],
+)
+def test_error_inputs(args, kwargs, exc, match, digits):
+    model, data = args
+    with pytest.raises(exc, match=match):
+        estimate_pruning_limit(model, digits if data is None else data, **kwargs)

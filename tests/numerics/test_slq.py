@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import math
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
