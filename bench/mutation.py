@@ -72,6 +72,7 @@ FILE_TESTS: dict[str, tuple[str, ...]] = {
     "numerics/trace.py": ("tests/numerics/test_trace.py",),
     "nets/grda.py": ("tests/nets/test_grda.py", "tests/theory/test_directional.py"),
     "nets/prune.py": ("tests/nets/test_prune.py",),
+    "nets/limit/predict.py": ("tests/nets/test_limit.py",),
 }
 
 _M = Mutation
@@ -112,6 +113,15 @@ MUTATIONS: tuple[Mutation, ...] = (
        ("theory.limits.authors_pruning_ratio",), "the authors' removed count with ⌊·⌋", core=False),
     _M("L-g-swap", "theory/limits.py", "return self.mean(lam / (lam + s))", "return self.mean(s / (lam + s))",
        ("theory.limits.pruning_limit#free",), "E[s/(λ+s)] instead of E[λ/(λ+s)]"),
+    _M("L-haar-half", "theory/limits.py", "rho = float(brentq(lambda r: 0.5 * profile.R2(r) * m - eps, 0.0, 1.0, xtol=_XTOL))",
+       "rho = float(brentq(lambda r: profile.R2(r) * m - eps, 0.0, 1.0, xtol=_XTOL))",
+       ("theory.limits.haar_magnitude_limit",), "Haar magnitude limit without the ½"),
+    _M("L-haar-se", "theory/limits.py", "se = float(2.0 * eps / (m * m) * m_se / abs(slope))", "se = float(eps / (m * m) * m_se / abs(slope))",
+       ("theory.limits.haar_magnitude_limit#stderr",), "Haar limit stderr with ε instead of 2ε"),
+    _M("T-taylor-lin", "nets/limit/predict.py", "lin = -(g[:, None] * U).sum(0)", "lin = (g[:, None] * U).sum(0)",
+       ("nets.limit.predict.taylor_magnitude_limit",), "Taylor model with +g_Pᵀw_P"),
+    _M("T-taylor-half", "nets/limit/predict.py", "quad = 0.5 * (U * HU).sum(0)", "quad = (U * HU).sum(0)",
+       ("nets.limit.predict.taylor_magnitude_limit",), "Taylor model without the ½"),
     # ---- theory/kinematics.py ---------------------------------------------------------------------------
     _M("K-tail-8d", "theory/kinematics.py", "math.exp(-margin * margin / (8.0 * d))", "math.exp(-margin * margin / (4.0 * d))",
        ("theory.kinematics.kinematic_formula#tail",), "kinematic tail with 4d instead of 8d"),

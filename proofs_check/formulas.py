@@ -124,6 +124,9 @@ formula("theory.limits.pruning_limit#uncompensated_bound", "§2.1", "least ρ wi
 formula("theory.limits.pruning_limit#bands", "§2", "ρ* − (1 + zD·se)/D − a_η/√D and ρ* + z·se + a_η/√D (ours)")
 formula("theory.limits.pruning_limit#stderr", "§2", "delta-method standard error of ρ* from the SLQ probes")
 formula("theory.limits.pruning_limit#curves", "§2", "plotting curves ½R²·m_S (free), ½R²·s (flat), s(ρ)")
+formula("theory.limits.haar_magnitude_limit", "§2.2", "least ρ with ½R(ρ)² tr(H)/N ≤ ε (signed mean; ours)")
+formula("theory.limits.haar_magnitude_limit#stderr", "§2.2", "delta method: 2ε/m² · se(m)/|dR²/dρ|")
+formula("nets.limit.predict.taylor_magnitude_limit", "§2.1", "least k with −g_Pᵀw_P + ½w_PᵀHw_P ≤ ε (ours)")
 formula("theory.limits.magnitude_scaling", "§2", "the limit with the weights scaled by c")
 formula("theory.limits.authors_pruning_ratio", "§2", "the authors' cal_rate computation (sweep, ⌈·⌉ count, grid)")
 formula("theory.quadratic.QuadraticModel.uncompensated_increase", "§2", "½ c_Pᵀ H_PP c_P")
@@ -202,6 +205,7 @@ EXEMPT: dict[str, str] = {
     "theory.limits.LimitCurves": "result container (pruning_limit#curves)",
     "theory.limits.MagnitudeProfile": "class; its formulas R2 and R are registered",
     "theory.limits.AuthorsRatio": "result container",
+    "theory.limits.HaarMagnitudeLimit": "result container (haar_magnitude_limit)",
     "theory.quadratic.QuadraticModel": "class; its formula methods are registered",
     "theory.quadratic.MagnitudeCurve": "result container (threshold is covered with magnitude_threshold)",
     "theory.quadratic.ExactThreshold": "result container",

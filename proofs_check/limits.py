@@ -702,6 +702,107 @@ def delta_method_stderr() -> CheckResult:
     return tally.result()
 
 
+@check(
+    "limits/haar-magnitude-limit",
+    "§2.2 (ours): E[w_Pᵀ Q Λ Qᵀ w_P] = ‖w_P‖² tr(Λ)/N for Haar Q (exact for N = 2, Monte Carlo for N = 6); the "
+    "least ρ with ½R(ρ)² m ≤ ε, m = tr(H)/N signed; its delta-method stderr 2ε/m² · se(m)/|dR²/dρ|",
+    covers=("theory.limits.haar_magnitude_limit", "theory.limits.haar_magnitude_limit#stderr"),
+)
+def haar_magnitude_limit_check() -> CheckResult:
+    th, w1, w2, l1, l2 = sp.symbols("theta w1 w2 l1 l2", real=True)
+    tally = Tally()
+    # N = 2: Haar on O(2) = rotations by a uniform angle (and reflections, which give the same average)
+    Q = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
+    w = sp.Matrix([w1, w2])
+    quad = (w.T * Q * sp.diag(l1, l2) * Q.T * w)[0]
+    avg = sp.integrate(quad, (th, 0, 2 * sp.pi)) / (2 * sp.pi)
+    tally.check("N = 2: E[wᵀQΛQᵀw] = ‖w‖²(λ₁+λ₂)/2", sp.simplify(avg - (w1**2 + w2**2) * (l1 + l2) / 2) == 0)
+    from numerics.testing import haar_orthogonal
+    from theory.limits import haar_magnitude_limit, pruning_limit
+    from theory.spectrum import Spectrum
+
+    rng = np.random.default_rng(36)
+    lam = np.array([3.0, -1.0, 0.5, 2.0, 0.0, 4.5])
+    wv = rng.standard_normal(6)
+    vals = np.array([wv @ (Qm * lam) @ Qm.T @ wv for Qm in (haar_orthogonal(6, rng) for _ in range(20000))])
+    want = float(wv @ wv) * lam.mean()
+    se = float(vals.std(ddof=1) / math.sqrt(vals.size))
+    tally.check(f"N = 6 Monte Carlo {vals.mean():.4f} vs ‖w‖² tr Λ/N {want:.4f} ± 4·{se:.4f}", abs(vals.mean() - want) <= 4 * se)
+    with mp.workdps(_DPS):
+        for lam_, N, eps_ in ((2.0, 4, 1.0), (0.37, 50, 0.2), (5.0, 400, 0.9)):
+            r = haar_magnitude_limit(np.full(N, lam_), np.ones(N), eps_)
+            tally.close(f"one atom ρ* (λ={lam_})", r.kept_fraction, 1 - 2 * mp.mpf(eps_) / (lam_ * N), rtol=1e-10)
+            tally.close(f"one atom predicted = ε (λ={lam_})", r.predicted_increase, eps_, rtol=1e-9)
+        # a signed spectrum (negative mass lowers m; no policy applies), unequal weights
+        for atoms, counts, eps_ in (((-1.0, 0.5, 4.0), (20, 50, 30), 0.05), ((2.0, 9.0), (60, 40), 0.4)):
+            N = sum(counts)
+            ev = np.concatenate([np.full(c, a) for a, c in zip(atoms, counts)])
+            wts = 0.1 * rng.laplace(size=N)
+            ref = _Ref([_atoms(atoms, counts)], wts, eps_)
+            m = ref.mean
+            rho = _root(lambda x: ref.R2(x) * m / 2 - eps_, mp.mpf(0), mp.mpf(1)) if ref.cum[-1] * m / 2 > eps_ else mp.mpf(0)
+            r = haar_magnitude_limit(ev, wts, eps_)
+            tally.close(f"ρ* atoms={atoms}", r.kept_fraction, rho, rtol=1e-10)
+            tally.close(f"signed mean atoms={atoms}", r.mean_eigenvalue, m, rtol=16 * EPS)
+            tally.close(f"R(ρ*) atoms={atoms}", r.R, mp.sqrt(ref.R2(rho)), rtol=1e-9)
+            if all(a >= 0 for a in atoms):  # the same formula as pruning_limit's uncompensated bound
+                tally.close(f"= uncompensated bound atoms={atoms}", r.kept_fraction,
+                            pruning_limit(ev, wts, eps_, n_curve=0).uncompensated_bound, rtol=1e-10)
+        tally.check("m ≤ 0 gives 0", haar_magnitude_limit(np.array([-1.0, 0.5]), np.ones(2), 0.1).kept_fraction == 0.0)
+        # stderr: two probes with one atom each, unit weights (R² = (1 − ρ)N, dR²/dρ = −N)
+        N, eps_ = 500, 60.0
+        spec = Spectrum(np.array([[1.0], [1.4]]), np.ones((2, 1)), N)
+        r = haar_magnitude_limit(spec, np.ones(N), eps_)
+        m, m_se = mp.mpf("1.2"), mp.mpf("0.2")  # mean and |λ₁ − λ₂|/2
+        tally.close("ρ* with probes", r.kept_fraction, 1 - 2 * eps_ / (m * N), rtol=1e-10)
+        tally.close("se(m)", r.mean_eigenvalue_stderr, m_se, rtol=64 * EPS)
+        # dR²/dρ by a central difference of a linear function: exact up to rounding (h = 1e-6: eps/h ≈ 1e-10)
+        tally.close("delta-method stderr", r.stderr, 2 * eps_ / (m * m) * m_se / N, rtol=1e-8)
+    return tally.result()
+
+
+@check(
+    "limits/taylor-magnitude-limit",
+    "§2.1 (ours): the least kept count k with ΔL(k) = −g_Pᵀw_P + ½w_PᵀHw_P ≤ ε for magnitude supports, against "
+    "exact rational ΔL for every k (monotone case), and its gradient and curvature terms at the limit",
+    covers=("nets.limit.predict.taylor_magnitude_limit",),
+)
+def taylor_magnitude_limit_check() -> CheckResult:
+    import torch
+
+    from nets.limit.predict import taylor_magnitude_limit
+    from numerics.operators import DenseOperator
+
+    tally = Tally()
+    B = sp.Matrix([[2, -1, 0, 1, 3, 0, 1], [1, 1, -2, 0, 1, 2, 0], [0, 2, 1, -1, 0, 1, 1], [1, 0, 1, 2, -1, 0, 2],
+                   [-1, 1, 0, 1, 2, 1, 0], [0, 0, 1, 1, 0, 2, 1], [1, 1, 1, 0, 0, 1, 2]])
+    H = B.T * B / 4
+    w = [sp.Rational(v, 8) for v in (17, -15, 13, 11, -9, 7, 5)]  # distinct magnitudes, decreasing
+    g = [sp.Rational(v, 64) for v in (1, -2, 0, 1, 3, -1, 2)]
+    n = len(w)
+    dl = []
+    for k in range(n + 1):
+        P = list(range(k, n))
+        wP = sp.Matrix([w[i] for i in P]) if P else sp.zeros(0, 1)
+        lin = -sum(g[i] * w[i] for i in P)
+        quad = (wP.T * H.extract(P, P) * wP)[0] / 2 if P else sp.Integer(0)
+        dl.append((lin, quad))
+    total = [a + b for a, b in dl]
+    tally.check("ΔL non-increasing in k (the search assumes it)", all(total[k] >= total[k + 1] for k in range(n)))
+    op = DenseOperator(torch.tensor(np.array(H, dtype=float)))
+    wt = torch.tensor([float(v) for v in w], dtype=torch.float64)
+    gt = torch.tensor([float(v) for v in g], dtype=torch.float64)
+    for eps in [float(total[k]) * f for k in range(n) for f in (0.999, 1.001)] + [float(total[0]) * 2]:
+        want = next(k for k in range(n + 1) if all(float(t) <= eps for t in total[k:]))
+        for step in (0.05, 0.5):
+            r = taylor_magnitude_limit(op, gt, wt, eps, grid_step=step)
+            tally.check(f"k* at ε={eps:.5g} (grid {step}): {r.kept_count} ≠ {want}", r.kept_count == want)
+            if want < n:
+                tally.close(f"gradient term at k*={want}", r.gradient_term, dl[want][0], rtol=0, atol=64 * EPS)
+                tally.close(f"curvature term at k*={want}", r.curvature_term, dl[want][1], rtol=0, atol=64 * n * EPS * 40)
+    return tally.result()
+
+
 # ---------------------------------------------------------------------------------------------------------
 @check(
     "limits/magnitude-profile-and-kept-count",

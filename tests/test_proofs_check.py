@@ -54,21 +54,21 @@ def test_coverage_scan_finds_gaps(monkeypatch):
     # a new public function in a scanned module that nobody registered (the colleague's hook)
     import theory.limits
 
-    def haar_magnitude_limit():  # pragma: no cover - never called
+    def some_new_prediction():  # pragma: no cover - never called
         return None
 
-    haar_magnitude_limit.__module__ = "theory.limits"
-    monkeypatch.setattr(theory.limits, "haar_magnitude_limit", haar_magnitude_limit, raising=False)
-    monkeypatch.setattr(theory.limits, "__all__", [*theory.limits.__all__, "haar_magnitude_limit"])
+    some_new_prediction.__module__ = "theory.limits"
+    monkeypatch.setattr(theory.limits, "some_new_prediction", some_new_prediction, raising=False)
+    monkeypatch.setattr(theory.limits, "__all__", [*theory.limits.__all__, "some_new_prediction"])
     problems = coverage_problems(checks)
-    assert any("theory.limits.haar_magnitude_limit is neither a registered formula nor exempt" in p for p in problems)
+    assert any("theory.limits.some_new_prediction is neither a registered formula nor exempt" in p for p in problems)
     # its one-line registration without a covering check is still a gap
-    monkeypatch.setitem(formulas.FORMULAS, "theory.limits.haar_magnitude_limit",
-                        formulas.Formula("theory.limits.haar_magnitude_limit", "§2.1", "Haar prediction"))
+    monkeypatch.setitem(formulas.FORMULAS, "theory.limits.some_new_prediction",
+                        formulas.Formula("theory.limits.some_new_prediction", "§2.1", "Haar prediction"))
     problems = coverage_problems(checks)
-    assert problems == ["formula 'theory.limits.haar_magnitude_limit' is covered by no check (name it in a check's covers=)"]
+    assert problems == ["formula 'theory.limits.some_new_prediction' is covered by no check (name it in a check's covers=)"]
     # and a check that covers it closes the gap
-    cover = type(checks[0])("cover", "eq", lambda: CheckResult(True), "m", ("theory.limits.haar_magnitude_limit",))
+    cover = type(checks[0])("cover", "eq", lambda: CheckResult(True), "m", ("theory.limits.some_new_prediction",))
     assert coverage_problems(checks + [cover]) == []
 
 

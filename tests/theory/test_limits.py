@@ -241,6 +241,30 @@ def test_negative_policies_pinned(policy, atoms, counts):
     assert pruning_limit(lam, np.ones(N), eps, negative=policy, n_curve=0).kept_fraction == pytest.approx(rho, abs=1e-10)
 
 
+@pytest.mark.parametrize("lam, N, eps", [(2.0, 4, 1.0), (0.37, 50, 0.2), (5.0, 400, 0.9)])
+def test_haar_magnitude_limit_pinned(lam, N, eps):
+    """One atom, unit weights: ½(1 − ρ)Nλ = ε; the Haar value is the uncompensated bound of pruning_limit for a
+    non-negative spectrum, uses the signed mean otherwise, and propagates se(m) by 2ε/m²·se(m)/|dR²/dρ|."""
+    from theory.limits import haar_magnitude_limit
+
+    r = haar_magnitude_limit(np.full(N, lam), np.ones(N), eps)
+    assert r.kept_fraction == pytest.approx(1 - 2 * eps / (lam * N), abs=1e-10)
+    assert r.predicted_increase == pytest.approx(eps, rel=1e-9) and r.stderr == 0.0
+    rng = np.random.default_rng(N)
+    ev, w = rng.exponential(lam, N), 0.1 * rng.laplace(size=N)
+    assert haar_magnitude_limit(ev, w, eps / N).kept_fraction == pytest.approx(
+        pruning_limit(ev, w, eps / N, n_curve=0).uncompensated_bound, abs=1e-10)
+    signed = np.concatenate([ev, -ev[: N // 4]])[:N]
+    assert haar_magnitude_limit(signed, w, eps / N).mean_eigenvalue == pytest.approx(float(np.mean(signed)), rel=1e-13)
+    assert haar_magnitude_limit(-np.abs(ev), w, eps).kept_fraction == 0.0
+    spec = Spectrum(np.array([[lam], [1.5 * lam]]), np.ones((2, 1)), 400)
+    m, m_se = 1.25 * lam, 0.25 * lam
+    eps2 = 0.5 * 0.5 * 400 * m  # ρ* = ½
+    rs = haar_magnitude_limit(spec, np.ones(400), eps2)
+    assert rs.kept_fraction == pytest.approx(0.5, abs=1e-10)
+    assert rs.stderr == pytest.approx(2 * eps2 / m**2 * m_se / 400, rel=1e-8)
+
+
 def test_zero_mass_input_and_rank_fraction():
     rng = np.random.default_rng(5)
     lam = rng.exponential(2.0, 300)
