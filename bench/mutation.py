@@ -66,7 +66,7 @@ FILE_TESTS: dict[str, tuple[str, ...]] = {
     "theory/limits.py": ("tests/theory/test_limits.py", "tests/nets/test_prune.py", _PROPS),
     "theory/quadratic.py": ("tests/theory/test_quadratic.py", "tests/theory/test_limits.py"),
     "theory/directional.py": ("tests/theory/test_directional.py",),
-    "theory/spectrum.py": ("tests/numerics/test_slq.py",),
+    "theory/spectrum.py": ("tests/numerics/test_slq.py", "tests/theory/test_spectrum.py"),
     "numerics/lanczos.py": ("tests/numerics/test_lanczos.py", "tests/numerics/test_slq.py"),
     "numerics/slq.py": ("tests/numerics/test_slq.py",),
     "numerics/trace.py": ("tests/numerics/test_trace.py",),

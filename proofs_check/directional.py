@@ -147,30 +147,33 @@ def grdam_ema_gain_is_one() -> CheckResult:
 
     from nets.grda import grda_update
 
-    # the library: a constant direction d through the buffer. EMA (dampening = β): b_n = d, a_n = a_0 − γ n d;
-    # undamped (dampening = 0): b_n = d(1 − β^n)/(1 − β)
+    # the library, both paths: a constant direction d through the buffer (EMA, dampening = β: b_n = d and
+    # a_n = a_0 − γ n d, the gain 1; undamped: b_n = d(1 − β^n)/(1 − β)), then a varying direction d_n = s_n·d
+    # (a constant one cannot tell β from 1 − β in the EMA) against the recursion in 40-digit arithmetic
     with mpmath.workdps(40):
         for beta in (0.5, 0.9):
             for damp in (None, 0.0, 0.3):
                 for foreach in (True, False):
-                    p = torch.zeros(3, dtype=torch.float64)
-                    a = torch.zeros(3, dtype=torch.float64)
-                    bufs = [None]
-                    d = [1.0, -0.5, 0.25]
-                    acc = mpmath.mpf(0)
-                    bn = None
-                    B = mpmath.mpf(beta)
-                    tau = B if damp is None else mpmath.mpf(damp)
-                    for n in range(1, 25):
-                        grda_update([p], [torch.tensor(d, dtype=torch.float64)], [a], bufs, lr=0.1, threshold=0.0,
-                                    momentum=beta, dampening=damp, foreach=foreach)
-                        bn = mpmath.mpf(1) if bn is None else B * bn + (1 - tau)
-                        acc += bn
-                        for i in range(3):
-                            tally.close(f"β={beta} τ={damp} foreach={foreach} a[{i}] n={n}", float(a[i]), -mpmath.mpf("0.1") * acc * d[i],
-                                        rtol=8 * n * EPS)
-                        if damp is None:
-                            tally.close(f"EMA gain 1 (β={beta}, n={n})", float(bufs[0][0]), 1.0, rtol=8 * n * EPS)
+                    for varying in (False, True):
+                        p = torch.zeros(3, dtype=torch.float64)
+                        a = torch.zeros(3, dtype=torch.float64)
+                        bufs = [None]
+                        d = [1.0, -0.5, 0.25]
+                        acc = mpmath.mpf(0)
+                        bn = None
+                        B = mpmath.mpf(beta)
+                        tau = B if damp is None else mpmath.mpf(damp)
+                        for n in range(1, 25):
+                            sn = (n % 5) - 1.5 if varying else 1.0  # exact in binary
+                            grda_update([p], [torch.tensor([sn * v for v in d], dtype=torch.float64)], [a], bufs, lr=0.1,
+                                        threshold=0.0, momentum=beta, dampening=damp, foreach=foreach)
+                            bn = mpmath.mpf(sn) if bn is None else B * bn + (1 - tau) * sn
+                            acc += bn
+                            for i in range(3):
+                                tally.close(f"β={beta} τ={damp} foreach={foreach} varying={varying} a[{i}] n={n}", float(a[i]),
+                                            -mpmath.mpf("0.1") * acc * d[i], rtol=0, atol=16 * n * EPS)
+                            if damp is None and not varying:
+                                tally.close(f"EMA gain 1 (β={beta}, n={n})", float(bufs[0][0]), 1.0, rtol=8 * n * EPS)
     return tally.result()
 
 
@@ -227,6 +230,10 @@ def soft_threshold_subgradient() -> CheckResult:
     # w_j = S_λ(w_j) on flat coordinates and w_j unchanged on sharp ones
     fs = flat_subspace(np.diag([0.0, 0.0, 3.0, 0.0, 1.0]))
     tally.check("flat subspace of a diagonal", fs.k == 3 and np.allclose(fs.P0, np.diag([1.0, 1.0, 0.0, 1.0, 0.0]), atol=0))
+    # |λ| ≤ τλ_max: negative curvature beyond τλ_max is sharp, tiny negative curvature flat
+    fneg = flat_subspace(np.diag([3.0, -2.0, 0.0, -1e-9, 1e-9, -0.5]), tau=1e-6)
+    tally.check(f"flat subspace with negative eigenvalues: mask {fneg.flat_mask.tolist()}",
+                fneg.k == 3 and sorted(np.flatnonzero(np.abs(fneg.basis).sum(axis=1) > 0.5).tolist()) == [2, 3, 4])
     w = [sp.Rational(v, 4) for v in (5, -1, 7, -9, 2)]
     for L in (sp.Rational(1, 2), sp.Rational(3, 2)):
         got = weighted_lasso_dp(np.array([float(v) for v in w]), fs, float(L))

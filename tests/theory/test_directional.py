@@ -175,6 +175,19 @@ def test_admm_matches_cvxpy(seed, d, k, lam):
     assert ad.primal_residual <= 1e-8 and np.isfinite(ad.dual_residual) and ad.history is not None
 
 
+@pytest.mark.parametrize("rho", [0.2, 5.0])
+def test_unpolished_admm_iteration_converges_to_the_solution(rho):
+    """The ADMM iteration itself (no polish, fixed penalty ρ ≠ 1, so the prox threshold λ/ρ matters) reaches the
+    polished solution: its stopping rule bounds the residuals by eps_abs√d + eps_rel‖·‖ = 1e-13·O(1)."""
+    _, _, _, fs, w_sgd = valley(2)
+    ref = constrained_dp_admm(w_sgd, fs, 0.3)
+    assert ref.polished
+    raw = constrained_dp_admm(w_sgd, fs, 0.3, rho=rho, adaptive_rho=False, polish=False, eps_abs=1e-13, eps_rel=1e-13,
+                              max_iter=200_000)
+    assert raw.converged and not raw.polished
+    np.testing.assert_allclose(raw.w, ref.w, rtol=0, atol=1e-9)
+
+
 def test_admm_reports_non_convergence():
     _, _, _, fs, w_sgd = valley(0)
     res = constrained_dp_admm(w_sgd, fs, 0.3, max_iter=2, polish=False, adaptive_rho=False)

@@ -296,6 +296,19 @@ def test_flat_agrees_with_authors_formula_without_rounding_and_grid():
     assert 0.0 <= orig.kept_fraction <= 1.0 and orig.grid and orig.round_R
 
 
+def test_authors_sweep_uses_their_ceil_count():
+    """Their get_sparse_model removes max(1, ⌈(i/sweep)·N⌉) weights at level i: R_i² is the sum of that many
+    smallest squares (exact rational ceilings; N = 333 makes (i/1000)·N non-integer at most levels)."""
+    rng = np.random.default_rng(9)
+    N = 333
+    w = rng.laplace(size=N)
+    res = authors_pruning_ratio(np.array([[1.0]]), np.array([[1.0]]), w, 0.05, round_R=False, grid=False, sweep=1000)
+    sq = np.sort(w * w)
+    for i in (0, 1, 2, 3, 7, 100, 501, 999):
+        n_removed = max(1, math.ceil(Fraction(i, 1000) * N))
+        assert res.R_used[i] == pytest.approx(math.sqrt(sq[:n_removed].sum()), rel=1e-12), i
+
+
 # ---------------------------------------------------------------------------------------------------------
 def test_negative_policies_on_indefinite_spectrum():
     rng = np.random.default_rng(7)

@@ -297,3 +297,12 @@ def test_grda_increments_telescope(lr, c, mu, n, convention):
     kk = n if convention == "authors" else n - 1
     assert total == pytest.approx(closed, rel=1e-13 * n, abs=1e-300)
     assert closed == pytest.approx(c * lr ** (mu + 0.5) * kk**mu if kk > 0 else 0.0, rel=1e-14)
+
+
+@given(st.integers(0, 1000), dims(0, 10**9))
+def test_kept_count_of_decimals_is_the_exact_ceiling(i, n):
+    """For a decimal ρ = i/1000 (whose binary value times n may land ulps above an integer: 0.3·10 =
+    3.0000000000000004), kept_count is the exact ⌈ρn⌉ of the decimal."""
+    from fractions import Fraction
+
+    assert kept_count(i / 1000, n) == math.ceil(Fraction(i, 1000) * n)
