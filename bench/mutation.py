@@ -100,7 +100,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     _M("L-kept-floor", "theory/limits.py", "return min(n, max(0, math.ceil(x - 8.0 * _U * x)))",
        "return min(n, max(0, math.floor(x - 8.0 * _U * x)))", ("theory.limits.kept_count",), "kept_count with ⌊·⌋"),
     _M("L-kept-ulps", "theory/limits.py", "return min(n, max(0, math.ceil(x - 8.0 * _U * x)))",
-       "return min(n, max(0, math.ceil(x)))", ("theory.limits.kept_count",), "kept_count without the ulp guard (0.3·10 → 4)"),
+       "return min(n, max(0, math.ceil(x)))", ("theory.limits.kept_count",), "kept_count without the ulp guard (0.07·100 = 7.000000000000001 → 8)"),
     _M("L-stderr-flat", "theory/limits.py", "return float(se_T / (1.0 - dT))", "return float(se_T / (1.0 + dT))",
        ("theory.limits.pruning_limit#stderr",), "flat delta method with 1 + T'"),
     _M("L-stderr-free", "theory/limits.py", "return float(se_g / dlog_s / abs(dlogD))", "return float(se_g * dlog_s / abs(dlogD))",

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.theory.strategies import angles, cone_and_points, cones, dims, fractions, log_uniform, seeds
@@ -299,10 +299,15 @@ def test_grda_increments_telescope(lr, c, mu, n, convention):
     assert closed == pytest.approx(c * lr ** (mu + 0.5) * kk**mu if kk > 0 else 0.0, rel=1e-14)
 
 
-@given(st.integers(0, 1000), dims(0, 10**9))
-def test_kept_count_of_decimals_is_the_exact_ceiling(i, n):
-    """For a decimal ρ = i/1000 (whose binary value times n may land ulps above an integer: 0.3·10 =
-    3.0000000000000004), kept_count is the exact ⌈ρn⌉ of the decimal."""
+@example(70, 100, 1)  # 0.07·100 = 7.000000000000001 in float64 (0.3·10 is exactly 3.0)
+@example(140, 1000, 3)
+@given(st.integers(0, 1000), dims(0, 10**9), dims(1, 10**6))
+def test_kept_count_of_decimals_is_the_exact_ceiling(i, n, m):
+    """For a decimal ρ = i/1000 (whose binary value times n may land ulps above an integer: 0.07·100 =
+    7.000000000000001), kept_count is the exact ⌈ρn⌉ of the decimal; in particular exactly ρn when that is an
+    integer (n a multiple of 1000/gcd(i, 1000))."""
     from fractions import Fraction
 
     assert kept_count(i / 1000, n) == math.ceil(Fraction(i, 1000) * n)
+    n_int = m * (1000 // math.gcd(i, 1000))
+    assert kept_count(i / 1000, n_int) == i * n_int // 1000
