@@ -50,9 +50,9 @@ def _name(cell: dict[str, Any], objective: str) -> str:
             + ("" if objective == "data" else "_objl1"))
 
 
-def run_cell(cell: dict[str, Any], objective: str) -> dict[str, Any]:
+def run_cell(cell: dict[str, Any], objective: str, oracle_max_n: int | None = None) -> dict[str, Any]:
     from nets.data import load_dataset
-    from nets.limit import estimate_pruning_limit
+    from nets.limit import LimitConfig, OracleConfig, estimate_pruning_limit
     from nets.models import build_model
     from nets.train import TrainConfig, train
 
@@ -64,7 +64,8 @@ def run_cell(cell: dict[str, Any], objective: str) -> dict[str, Any]:
     t_train = time.perf_counter() - t0
     lam = cell["l1"] if objective == "train" else 0.0
     t0 = time.perf_counter()
-    r = estimate_pruning_limit(model, data, l1=lam, seed=cell["seed"])
+    config = None if oracle_max_n is None else LimitConfig(oracle=OracleConfig(max_n=oracle_max_n))
+    r = estimate_pruning_limit(model, data, l1=lam, seed=cell["seed"], config=config)
     secs = time.perf_counter() - t0
     fp, mp, mm, fm, q = (r.fundamental_prediction, r.magnitude_prediction, r.magnitude_measurement,
                          r.fundamental_measurement, r.oracle)
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="4 small networks (a smoke run)")
     ap.add_argument("--json", type=Path, default=None, help="write the summary and rows here (atomic)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--oracle-max-n", type=int, default=None,
+                    help="run the dense quadratic oracle up to this N (default: the pipeline's); cells already "
+                         "computed without an oracle at their N are recomputed")
+    ap.add_argument("--only", default=None, help="only cells whose name contains this string")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from nets.io import atomic_write_json, jsonable, provenance
@@ -126,12 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     cells_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     cells = _networks(args.quick)
+    if args.only:
+        cells = [c for c in cells if args.only in _name(c, args.objective_l1)]
     for i, cell in enumerate(cells):
         path = cells_dir / f"{_name(cell, args.objective_l1)}.json"
-        if path.is_file():
-            row = json.loads(path.read_text())
-        else:
-            row = run_cell(cell, args.objective_l1)
+        row = json.loads(path.read_text()) if path.is_file() else None
+        stale = (row is not None and args.oracle_max_n is not None and row["oracle_compensated"] is None
+                 and row["N"] <= args.oracle_max_n)
+        if row is None or stale:
+            row = run_cell(cell, args.objective_l1, args.oracle_max_n)
             atomic_write_json(path, jsonable(row), indent=1)
         rows.append(row)
         f = lambda x: "   —  " if x is None else f"{x:6.3f}"  # noqa: E731

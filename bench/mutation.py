@@ -201,7 +201,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     _M("Q-cone-slope", "theory/quadratic.py", "return np.sqrt(q[0] / -q[1:]), U", "return np.sqrt(-q[1:] / q[0]), U",
        ("theory.quadratic.QuadraticModel.cone_basis",), "cone slopes inverted"),
     # ---- theory/directional.py --------------------------------------------------------------------------
-    _M("D-lasso-weights", "theory/directional.py", "s = sgn * flat.project_flat(sgn)", "s = flat.project_flat(sgn)",
+    _M("D-lasso-weights", "theory/directional.py", "s = sgn * flat.project_flat(sgn)\n    limit = ", "s = flat.project_flat(sgn)\n    limit = ",
        ("theory.directional.weighted_lasso_dp",), "weighted lasso s without sign(w)"),
     _M("D-admm-soft", "theory/directional.py", "np.maximum(np.abs(x) - lam / rho, 0.0)", "np.maximum(np.abs(x) - lam * rho, 0.0)",
        ("theory.directional.constrained_dp_admm",), "ADMM prox threshold λρ instead of λ/ρ"),
@@ -209,6 +209,9 @@ MUTATIONS: tuple[Mutation, ...] = (
        ("theory.directional.flat_subspace",), "negative curvature counted as flat"),
     _M("D-kkt-sign", "theory/directional.py", "rhs = -z - lam * (U[S].T @ np.sign(w[S]))", "rhs = z - lam * (U[S].T @ np.sign(w[S]))",
        ("theory.directional.kkt_residual",), "KKT stationarity with +z"),
+    _M("D-wl-limit", "theory/directional.py", "return float(np.min(np.abs(w[pos]) / s[pos])) if np.any(pos) else math.inf",
+       "return float(np.max(np.abs(w[pos]) / s[pos])) if np.any(pos) else math.inf",
+       ("theory.directional.weighted_lasso_limit",), "weighted-lasso validity limit from the last coordinate, not the first"),
     # ---- theory/spectrum.py, numerics -------------------------------------------------------------------
     _M("N-gauss-weights", "numerics/lanczos.py", "w = Y[0, :] ** 2", "w = np.abs(Y[0, :])",
        ("numerics.lanczos.tridiagonal_quadrature",), "Gauss weights |e₁ᵀy| instead of (e₁ᵀy)²"),
@@ -246,6 +249,8 @@ MUTATIONS: tuple[Mutation, ...] = (
        ("nets.grda.grda_update#dual",), "dual step uphill (foreach path)"),
     _M("G-wd", "nets/grda.py", "D = torch._foreach_add(D, P, alpha=wd)", "D = torch._foreach_add(D, P, alpha=-wd)",
        ("nets.grda.grda_update#dual",), "weight decay sign (foreach path)"),
+    _M("G-predict-c", "nets/grda.py", "T = a[m - 1] if m == a.size else 0.5 * (a[m - 1] + a[m])", "T = a[m - 1] if m == a.size else a[m]",
+       ("nets.grda.predict_c",), "calibration threshold at the (m+1)-th dual sum instead of the midpoint"),
     # ---- nets/prune.py ----------------------------------------------------------------------------------
     _M("P-topk", "nets/prune.py", "order = torch.sort(scores, descending=True, stable=True).indices",
        "order = torch.sort(scores, descending=False, stable=True).indices",

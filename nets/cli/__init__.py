@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "limit": ("nets.cli.limit", "both pruning limits of a network, predicted and measured"),
     "prune": ("nets.cli.prune", "prune a network to a kept fraction, optionally compensating the kept weights"),
     "grda": ("nets.cli.grda", "train with gRDA vs SGD and report directional-pruning diagnostics"),
+    "experiment": ("nets.cli.experiment", "regenerate a figure or table of the pruning-limit paper (or all of them)"),
 }
 
 

@@ -1,104 +1,129 @@
-"""``prunelimit grda`` end to end with tiny settings, and its diagnostics against a dense float64 Hessian."""
+"""``prunelimit grda`` and its studies end to end with tiny settings; its error handling (exit 2, one line)."""
 
 from __future__ import annotations
 
-import copy
 import json
 
-import numpy as np
 import pytest
-import torch
 
 from nets.cli import main
-from nets.cli.grda import JSON_NAME, PNG_NAME, _bezier, _flat, _functional_loss, directional_diagnostics
-from nets.data import load_dataset
-from nets.models import build_model
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_end_to_end(tmp_path, capsys):
-    out = tmp_path / "run"
-    rc = main(["grda", "--out", str(out), "--epochs", "3", "--hidden", "4", "--hessian", "lanczos", "--top-k", "3",
-               "--bezier-steps", "3", "--path-points", "5", "--c", "0.05", "--no-progress"])
-    assert rc == 0
-    res = json.loads((out / JSON_NAME).read_text())
-    assert (out / PNG_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def _read(out, name):
+    rec = json.loads((out / f"{name}.json").read_text())
+    assert (out / f"{name}.png").read_bytes()[:8] == PNG
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left by the atomic writes
+    assert rec["provenance"]["package"] == "prunelimit" and "torch" in rec["provenance"]
+    return rec
+
+
+def test_compare_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["grda", "--out", str(out), "--epochs", "3", "--hidden", "4", "--top-k", "1", "3", "--bezier-steps", "2",
+               "--path-points", "4", "--c", "0.05", "--compensation-steps", "3", "--no-progress"])
+    assert rc == 0
+    rec = _read(out, "grda")
+    res = rec["result"]
     for name in ("sgd", "grda"):
         assert len(res[name]["history"]) == 3
-        assert 0.0 <= res[name]["final_test_acc"] <= 1.0
-    sp = res["grda"]["sparsity"]
+    sp = res["sparsity"]
     assert sp["n_parameters"] == 64 * 4 + 4 + 4 * 10 + 10
     assert set(sp["per_tensor"]) == {"net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"}
-    assert 0.0 < sp["global_all_parameters"] < 1.0  # c = 0.05 prunes something in 3 epochs
+    assert 0.0 < sp["prunable_weights"] < 1.0 and res["sgd"]["history"][-1]["sparsity"] == 0.0
     total = sum(s * n for s, n in zip(sp["per_tensor"].values(), (256, 4, 40, 10)))
-    assert sp["global_all_parameters"] == pytest.approx(total / sp["n_parameters"], rel=1e-12)
-    assert res["sgd"]["history"][-1]["sparsity"] == 0.0
-    d = res["directional"]
-    assert d["hessian_method"] == "lanczos" and d["hessian_converged"]
-    assert 0.0 <= d["projection_ratio_top_k"] <= 1.0
-    # both paths start at w^SGD and end at w^gRDA
-    assert d["linear_path_loss"][0] == pytest.approx(d["bezier_path_loss"][0], rel=1e-12)
-    assert d["linear_path_loss"][-1] == pytest.approx(d["bezier_path_loss"][-1], rel=1e-12)
-    assert len(d["path_t"]) == 5
+    assert sp["all_parameters"] == pytest.approx(total / sp["n_parameters"], rel=1e-12)
+    d = res["diagnostics"]
+    assert set(d["points"]) == {"grda", "magnitude", "compensated", "compensated_grda_mask", "compensated_reopt",
+                                "directional", "random"}
+    assert d["hessian_method"] == "dense" and set(d["barrier_definitions"]) == {"barrier_endpoints",
+                                                                              "barrier_interpolation", "rise"}
+    assert d["training_time"] == pytest.approx(0.1 * 3 * 43)  # 1347 samples / 32 = 43 steps per epoch
+    g = d["points"]["grda"]
+    assert g["linear_path"]["loss"][0] == pytest.approx(d["sgd"]["train_loss"], rel=1e-12)
+    assert set(g["projection_ratio"]) == {"1", "3"} and set(g["share_outside_flat"]) == {"0.1/t", "1/t", "10/t"}
     text = capsys.readouterr().out
-    assert "projection ratio onto top-3 Hessian eigenvectors" in text and "gRDA sparsity" in text
+    assert "random expectation √(k/D)" in text and "gRDA sparsity" in text
 
 
-def test_directional_diagnostics_against_dense_hessian():
-    data = load_dataset("digits", seed=0)
-    g = torch.Generator().manual_seed(1)
-    m1 = build_model("mlp", 10, (64,), generator=g, hidden=(3,))
-    m2 = copy.deepcopy(m1)
-    with torch.no_grad():
-        for p in m2.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-            p.mul_((p.abs() > 0.05).to(p.dtype))
-    before = [p.detach().clone() for p in m1.parameters()]
-    res = {}
-    for method in ("dense", "lanczos"):
-        res[method] = directional_diagnostics(m1, m2, data, top_k=4, hessian=method, path_points=3, bezier_steps=2,
-                                              generator=torch.Generator().manual_seed(0))
-    assert all(torch.equal(a, b) for a, b in zip(before, m1.parameters()))  # caller's model untouched
-    # independent reference: torch.func.hessian of the float64 mean cross-entropy, numpy eigh
-    X = torch.stack([data.train_eval[i][0] for i in range(len(data.train_eval))]).double()
-    y = torch.tensor([int(data.train_eval[i][1]) for i in range(len(data.train_eval))])
-    loss = _functional_loss(copy.deepcopy(m1).double(), X, y)
-    w1, w2 = _flat(m1).double(), _flat(m2).double()
-    H = torch.func.hessian(loss)(w1).numpy()
-    evals, evecs = np.linalg.eigh(0.5 * (H + H.T))
-    V = evecs[:, -4:]
-    delta = (w2 - w1).numpy()
-    ref = np.linalg.norm(V.T @ delta) / np.linalg.norm(delta)
-    np.testing.assert_allclose(res["dense"]["top_eigenvalues"], evals[::-1][:4], rtol=1e-10)
-    assert res["dense"]["projection_ratio_top_k"] == pytest.approx(ref, rel=1e-8)
-    # Lanczos: eigenvectors to its residual tolerance; the ratio agrees to ~sqrt of it at worst
-    np.testing.assert_allclose(res["lanczos"]["top_eigenvalues"], evals[::-1][:4], rtol=1e-8)
-    assert res["lanczos"]["projection_ratio_top_k"] == pytest.approx(ref, rel=1e-5)
-    with torch.no_grad():
-        assert res["dense"]["linear_path_loss"][1] == pytest.approx(float(loss(0.5 * (w1 + w2))), rel=1e-12)
-        theta = 0.5 * (w1 + w2)
-        assert torch.allclose(_bezier(w1, theta, w2, torch.tensor(0.5, dtype=torch.float64)), theta)
-    with pytest.raises(ValueError, match="--top-k must be < the number of parameters"):
-        directional_diagnostics(m1, m2, data, top_k=10_000, hessian="dense", path_points=3, bezier_steps=1,
-                                generator=torch.Generator())
+def test_compare_with_target_sparsity_and_lanczos(tmp_path):
+    out = tmp_path / "cal"
+    rc = main(["grda", "--out", str(out), "--data", "teacher-student", "--epochs", "2", "--hidden", "8",
+               "--target-sparsity", "0.6", "--hessian", "lanczos", "--top-k", "2", "--bezier-steps", "0",
+               "--path-points", "3", "--no-compensation", "--no-progress"])
+    assert rc == 0
+    res = _read(out, "grda")["result"]
+    cal = res["calibration"]
+    assert cal["converged"] and abs(res["sparsity"]["prunable_weights"] - 0.6) <= 0.01
+    assert res["grda"]["config"]["grda_c"] == cal["c"]
+    d = res["diagnostics"]
+    assert d["hessian_method"] == "lanczos" and "directional" not in d["points"]
+    assert d["share_outside_flat_is_lower_bound"] and d["notes"]
+
+
+@pytest.mark.parametrize(
+    "argv,name,check",
+    [
+        (["calibrate", "--epochs", "2", "--hidden", "6", "--targets", "0.5", "--schedules", "step", "--data", "digits"],
+         "calibrate", lambda r: abs(r["rows"][0]["error"]) <= 0.01 and r["rows"][0]["rerun_sparsity"] is not None),
+        (["pretrained", "--epochs", "2", "--hidden", "6", "--targets", "0.6", "--finetune-epochs", "2",
+          "--reopt-steps", "3"], "pretrained",
+         lambda r: {"grda", "lomp", "lomp_finetune", "compensated", "compensated_reopt"} <= set(r["rows"][0])),
+        (["stopping", "--epochs", "8", "--hidden", "6", "--seeds", "0", "1", "--window", "2", "--sparsity-tol", "0.5",
+          "--loss-tol", "1.0"], "stopping", lambda r: all(row["stopped_epoch"] == 3 for row in r["rows"])),
+        (["masks", "--epochs", "2", "--hidden", "6", "--seeds", "0", "1", "--schedules", "constant",
+          "--target-sparsity", "0.5"], "masks", lambda r: {"data_order", "init", "vs_lomp"} <= set(r["groups"])),
+        (["frontier", "--epochs", "2", "--widths", "6", "--variants", "grdam-cosine-wd", "--targets", "0.5"],
+         "frontier", lambda r: r["points"][0]["variant"] == "grdam-cosine-wd"),
+        (["valley", "--seeds", "0", "--times", "2", "--replicates", "3", "--gamma", "0.01", "--noise-gamma", "0.02", "--lams", "0.3"],
+         "valley", lambda r: len(r["rows"]) == 2),
+    ],
+    ids=["calibrate", "pretrained", "stopping", "masks", "frontier", "valley"],
+)
+def test_studies_end_to_end(tmp_path, argv, name, check):
+    out = tmp_path / name
+    assert main(["grda", *argv, "--out", str(out), "--no-progress"]) == 0
+    rec = _read(out, name)
+    assert rec["command"] == f"prunelimit grda {name}"
+    assert check(rec["result"])
 
 
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["--lr", "-1"], "must be > 0, got -1"),
-        (["--c", "nan"], "must be a finite number >= 0, got nan"),
-        (["--epochs", "two"], "expected a int, got 'two'"),
-        (["--hessian", "exact"], "invalid choice: 'exact'"),
+        (["--lr", "-1"], "argument --lr: must be > 0, got -1"),
+        (["--c", "nan"], "argument --c: must be a finite number >= 0, got nan"),
+        (["--epochs", "two"], "argument --epochs: expected a int, got 'two'"),
+        (["--hessian", "exact"], "argument --hessian: invalid choice: 'exact'"),
+        (["--target-sparsity", "1.0"], r"argument --target-sparsity: must lie in \(0, 1\), got 1.0"),
+        (["--momentum", "1"], r"argument --momentum: must lie in \[0, 1\), got 1"),
+        (["calibrate", "--schedules", "linear"], "argument --schedules: invalid choice: 'linear'"),
+        (["frontier", "--variants", "adam"], "argument --variants: invalid choice: 'adam'"),
+        (["stopping", "--seeds", "-1"], "argument --seeds: must be >= 0, got -1"),
     ],
 )
 def test_cli_rejects_bad_arguments(tmp_path, capsys, argv, match):
     with pytest.raises(SystemExit) as exc:
-        main(["grda", "--out", str(tmp_path)] + argv)
+        main(["grda", *argv, "--out", str(tmp_path)] if argv[0] in ("calibrate", "frontier", "stopping")
+             else ["grda", "--out", str(tmp_path), *argv])
     assert exc.value.code == 2
-    assert match in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and __import__("re").search(match, err[-1])
 
 
-def test_cli_rejects_lr_drop_outside_training(tmp_path):
-    with pytest.raises(SystemExit, match=r"--lr-drop-epoch must be in \[1, epochs=3\), got 5"):
-        main(["grda", "--out", str(tmp_path), "--epochs", "3", "--lr-drop-epoch", "5", "--no-progress"])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--epochs", "3", "--lr-drop-epoch", "5"], r"--lr-drop-epoch must be in \[1, --epochs=3\), got --lr-drop-epoch 5"),
+        (["--data", "digits", "--data-root", "/nowhere"], "--data-root is not used by the built-in dataset --data digits"),
+        (["--model", "cnn", "--hidden", "8"], "--hidden applies to --model mlp only, got --model cnn"),
+        (["--data", "mnist"], "unknown dataset name='mnist'"),
+        (["--data", "cifar10", "--data-root", "/nowhere/at/all"], "CIFAR root folder not found: /nowhere/at/all"),
+    ],
+)
+def test_cli_reports_bad_combinations_in_one_line(tmp_path, capsys, argv, match):
+    assert main(["grda", "--out", str(tmp_path), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prunelimit grda: error: ")
+    assert __import__("re").search(match, err[0])

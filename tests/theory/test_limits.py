@@ -44,7 +44,7 @@ def test_single_atom_closed_forms():
     # one atom λ: m_S ≡ λ, so free solves ½R(ρ)²λ = ε; flat solves ρ = λR²/(λR² + 2ε)
     lam, eps, N = 2.0, 1.0, 4
     w = np.ones(N)  # R(ρ)² = (1 − ρ)N
-    free = pruning_limit(np.full(N, lam), w, eps)
+    free = pruning_limit(np.full(N, lam), w, eps, method="free")
     assert free.kept_fraction == pytest.approx(1 - 2 * eps / (lam * N), abs=1e-10)
     flat = pruning_limit(np.full(N, lam), w, eps, method="flat")
     # ρ(λN(1−ρ) + 2ε) = λN(1−ρ)  ⇒  λN ρ² − (2λN + 2ε) ρ + λN = 0
@@ -107,7 +107,7 @@ def test_free_never_worse_than_flat_beyond_noise(small, large, frac_small, zero,
     w = 0.1 * rng.laplace(size=n)
     eps = 10.0**log_eps
     exact = QuadraticModel(0.5 * (H + H.T), w).magnitude_threshold(eps).kept_fraction
-    e_free = abs(pruning_limit(lam, w, eps).kept_fraction - exact)
+    e_free = abs(pruning_limit(lam, w, eps, method="free").kept_fraction - exact)
     e_flat = abs(pruning_limit(lam, w, eps, method="flat").kept_fraction - exact)
     # noise: the finite-D fluctuation of the exact threshold between Haar draws at D = 200 (≲ 0.04)
     assert e_free <= e_flat + 0.04, (e_free, e_flat)
@@ -134,7 +134,7 @@ def test_bounds_and_bands():
         w = rng.uniform(0.02, 0.3) * rng.laplace(size=300)
         eps = float(10 ** rng.uniform(-3, 0.5))
         flat = pruning_limit(lam, w, eps, method="flat")
-        free = pruning_limit(lam, w, eps)
+        free = pruning_limit(lam, w, eps, method="free")
         assert flat.kept_fraction <= flat.sharpness_bound + 1e-12
         assert free.kept_fraction <= free.uncompensated_bound + 1e-12
         for r in (flat, free):
@@ -276,7 +276,7 @@ def test_zero_mass_input_and_rank_fraction():
         a = pruning_limit(nonzero, w, 0.05, method=method, zero_mass=0.5)
         b = pruning_limit(both, w, 0.05, method=method)
         assert a.kept_fraction == pytest.approx(b.kept_fraction, abs=1e-10)
-    tiny = pruning_limit(nonzero, w, 1e-9, zero_mass=0.5)
+    tiny = pruning_limit(nonzero, w, 1e-9, zero_mass=0.5, method="free")
     assert tiny.kept_fraction <= 0.5 + 1e-12 and tiny.rank_fraction == pytest.approx(0.5)
 
 
@@ -333,8 +333,8 @@ def test_slq_spectrum_and_delta_method_stderr():
 
     lam, model, w = _case("exponential", 300, 0)
     spec = slq(DenseOperator(torch.from_numpy(model.H)), steps=40, n_probes=12, generator=torch.Generator().manual_seed(0)).spectrum
-    exact = pruning_limit(lam, w, 0.05)
-    est = pruning_limit(spec, w, 0.05)
+    exact = pruning_limit(lam, w, 0.05, method="free")
+    est = pruning_limit(spec, w, 0.05, method="free")
     assert 0 < est.stderr < 0.05 and est.settings["stderr_method"] == "delta"
     assert abs(est.kept_fraction - exact.kept_fraction) <= 4 * est.stderr + 2e-3
     # the delta-method error bar agrees with the spread of per-probe thresholds (within a factor 3)
@@ -352,7 +352,7 @@ def test_curves_for_plotting():
     rng = np.random.default_rng(8)
     lam = np.concatenate([np.zeros(100), rng.exponential(1.0, 100)])
     w = 0.1 * rng.laplace(size=200)
-    r = pruning_limit(lam, w, 0.05, n_curve=51)
+    r = pruning_limit(lam, w, 0.05, method="free", n_curve=51)
     c = r.curves
     assert c.kept_fraction.shape == c.loss_increase.shape == c.R.shape == c.s.shape == (51,)
     assert np.all(np.isnan(c.s[c.kept_fraction > 0.5 + 1e-9])) and np.all(c.s[(c.kept_fraction > 0) & (c.kept_fraction < 0.5)] > 0)
@@ -362,7 +362,7 @@ def test_curves_for_plotting():
     assert min(abs(exact - math.floor(exact)), abs(math.ceil(exact) - exact)) > Fraction(1, 10**6)
     assert r.kept_count == math.ceil(exact) and (r.kept_count - 1) / 200 < r.kept_fraction <= r.kept_count / 200
     # n_curve=0 skips the curves and changes nothing else
-    r0 = pruning_limit(lam, w, 0.05, n_curve=0)
+    r0 = pruning_limit(lam, w, 0.05, method="free", n_curve=0)
     assert r0.curves is None and (r0.kept_fraction, r0.kept_fraction_lower, r0.kept_fraction_upper, r0.stderr) == (r.kept_fraction, r.kept_fraction_lower, r.kept_fraction_upper, r.stderr)
     with pytest.raises(ValueError, match="n_curve must be 0 \\(no curves\\) or an integer >= 2, got n_curve=1"):
         pruning_limit(lam, np.ones(200), 0.05, n_curve=1)
