@@ -284,13 +284,13 @@ def free_compression_symbolic() -> CheckResult:
     with mp.workdps(_DPS):
         # one atom λ, N equal weights: m_S ≡ λ, so ½(1−ρ)N λ = ε, ρ* = 1 − 2ε/(λN)
         for lam, N, eps in ((2.0, 4, 1.0), (0.37, 50, 0.2), (5.0, 400, 0.9)):
-            r = pruning_limit(np.full(N, lam), np.ones(N), eps)
+            r = pruning_limit(np.full(N, lam), np.ones(N), eps, method="free")
             ref = 1 - 2 * mp.mpf(eps) / (mp.mpf(lam) * N)
             tally.close(f"free one atom λ={lam},N={N}", r.kept_fraction, ref, rtol=1e-10)
             tally.close(f"predicted = ε (λ={lam})", r.predicted_increase, eps, rtol=1e-9)
             tally.close(f"s(ρ*) = λ(1−ρ)/ρ (λ={lam})", r.s, lam * (1 - ref) / ref, rtol=1e-9)
             for c in (1.0, 2.0, 3.5):
-                rc = magnitude_scaling(np.full(N, lam), np.ones(N), eps, factors=(c,))[0]
+                rc = magnitude_scaling(np.full(N, lam), np.ones(N), eps, factors=(c,), method="free")[0]
                 tally.close(f"magnitude scaling c={c}", rc.kept_fraction, max(1 - 2 * mp.mpf(eps) / (lam * N * c * c), 0), rtol=1e-10, atol=1e-12)
         # two atoms with unequal weights (kinks in R²), one probe, against the reference root
         rng = np.random.default_rng(30)
@@ -300,7 +300,7 @@ def free_compression_symbolic() -> CheckResult:
             w = 0.1 * rng.laplace(size=N)
             ref = _Ref([_atoms((l1, l2), (n1, n2))], w, eps)
             rho = ref.free()
-            r = pruning_limit(lam, w, eps, n_curve=11)
+            r = pruning_limit(lam, w, eps, method="free", n_curve=11)
             tally.close(f"free two atoms ({l1},{l2})", r.kept_fraction, rho, rtol=1e-10)
             tally.close(f"s(ρ*) two atoms ({l1},{l2})", r.s, ref.s(rho), rtol=1e-8)
             tally.close(f"R(ρ*) two atoms ({l1},{l2})", r.R, mp.sqrt(ref.R2(rho)), rtol=1e-9)
@@ -359,7 +359,7 @@ def free_compression_haar() -> CheckResult:
     lam = np.where(np.arange(n) < n // 2, 1.0, 5.0)  # two atoms, p = ½
     Q = haar_orthogonal(n, rng)
     Hinv = (Q / lam[None, :]) @ Q.T
-    curves = pruning_limit(lam, np.ones(n), 1.0, n_curve=11).curves  # s(ρ) at ρ = 0, 0.1, …, 1
+    curves = pruning_limit(lam, np.ones(n), 1.0, method="free", n_curve=11).curves  # s(ρ) at ρ = 0, 0.1, …, 1
     tally = Tally()
     details = []
     for i in (2, 5, 8):
@@ -604,7 +604,7 @@ def uncompensated_bound() -> CheckResult:
     tally = Tally()
     with mp.workdps(_DPS):
         for lam_, N, eps_ in ((2.0, 4, 1.0), (0.37, 50, 0.2), (5.0, 400, 0.9)):
-            r = pruning_limit(np.full(N, lam_), np.ones(N), eps_, n_curve=0)
+            r = pruning_limit(np.full(N, lam_), np.ones(N), eps_, method="free", n_curve=0)
             tally.close(f"one atom: bound = 1 − 2ε/(λN) (λ={lam_})", r.uncompensated_bound, 1 - 2 * mp.mpf(eps_) / (lam_ * N), rtol=1e-10)
             tally.close(f"one atom: bound = free ρ* (λ={lam_})", r.uncompensated_bound, r.kept_fraction, rtol=1e-10)
         rng = np.random.default_rng(33)
@@ -618,7 +618,7 @@ def uncompensated_bound() -> CheckResult:
         tally.check("½‖w‖²E[λ] ≤ ε gives 0", big.uncompensated_bound == 0.0)
     worst = -np.inf
     for ev, w, eps_ in _random_spectra(6, 20):
-        res = pruning_limit(ev, w, eps_, n_curve=0)
+        res = pruning_limit(ev, w, eps_, method="free", n_curve=0)
         worst = max(worst, res.kept_fraction - res.uncompensated_bound)
     tally.check(f"max(free ρ* − bound) over 20 spectra = {worst:.2e} ≤ 1e-10", worst <= 1e-10)
     return tally.result()
@@ -639,7 +639,7 @@ def bands() -> CheckResult:
         for N, D, eta, space in ((400, 400, 0.01, "prunable"), (2500, 2500, 0.2, "prunable"), (400, 900, 0.05, "all"),
                                  (10_000, 10_000, 1e-4, "prunable")):
             lam_, eps_ = 2.0, 2.0 * N / 4  # ρ* = 1 − 2ε/(λN) = ½
-            r = pruning_limit(np.full(D, lam_), np.ones(N), eps_, eta=eta, hessian_space=space, n_curve=0)
+            r = pruning_limit(np.full(D, lam_), np.ones(N), eps_, method="free", eta=eta, hessian_space=space, n_curve=0)
             rho = 1 - 2 * mp.mpf(eps_) / (lam_ * N)
             a = mp.sqrt(8 * mp.log(4 / mp.mpf(eta)))
             lo, hi = rho - 1 / mp.mpf(D) - a / mp.sqrt(D), rho + a / mp.sqrt(D)
@@ -660,7 +660,7 @@ def bands() -> CheckResult:
             tally.close(f"{method} lower with se", r.kept_fraction_lower, rho - 1 / mp.mpf(N) - 2 * se - a / 30, rtol=1e-9)
             tally.close(f"{method} upper with se", r.kept_fraction_upper, rho + 2 * se + a / 30, rtol=1e-9)
         # clipping at the ends
-        r = pruning_limit(np.full(16, 1.0), np.ones(16), 100.0, n_curve=0)
+        r = pruning_limit(np.full(16, 1.0), np.ones(16), 100.0, method="free", n_curve=0)
         tally.check("ρ* = 0 clips the lower band at 0", r.kept_fraction == 0.0 and r.kept_fraction_lower == 0.0)
         r = pruning_limit(np.full(16, 50.0), np.ones(16), 1e-6, method="flat", n_curve=0)
         tally.check("upper band clipped at 1", r.kept_fraction_upper == 1.0)

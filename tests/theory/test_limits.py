@@ -156,7 +156,7 @@ def test_one_atom_bounds_and_bands_pinned(lam, N, eps):
     """One atom: m_S ≡ λ, so the free ρ* and the uncompensated bound are both 1 − 2ε/(λN); Jensen is an equality,
     so the sharpness bound at the flat ρ* is that ρ*; the bands are ρ* − 1/N − a_η/√N and ρ* + a_η/√N."""
     spec, w = np.full(N, lam), np.ones(N)
-    free = pruning_limit(spec, w, eps, n_curve=0)
+    free = pruning_limit(spec, w, eps, method="free", n_curve=0)
     flat = pruning_limit(spec, w, eps, method="flat", n_curve=0)
     rho_free, rho_flat = 1 - 2 * eps / (lam * N), _flat_one_atom(lam, N, eps)
     assert free.kept_fraction == pytest.approx(rho_free, abs=1e-10)
@@ -184,7 +184,7 @@ def test_two_atom_free_threshold_and_bounds_pinned(a, b, N, eps):
     from scipy.optimize import brentq
 
     lam = np.where(np.arange(N) < N // 2, a, b)
-    r = pruning_limit(lam, np.ones(N), eps, n_curve=0)
+    r = pruning_limit(lam, np.ones(N), eps, method="free", n_curve=0)
     rho = brentq(lambda x: 0.5 * N * x * _two_atom_s(x, a, b, 0.5) - eps, 1e-12, 1 - 1e-12, xtol=1e-15)
     assert r.kept_fraction == pytest.approx(rho, abs=1e-10)
     assert r.s == pytest.approx(_two_atom_s(rho, a, b, 0.5), rel=1e-8)
@@ -238,7 +238,7 @@ def test_negative_policies_pinned(policy, atoms, counts):
 
     rank = float(np.sum(p[at > 0]))
     rho = brentq(lambda x: 0.5 * N * x * s_of(x) - eps, 1e-9, rank - 1e-12, xtol=1e-15)
-    assert pruning_limit(lam, np.ones(N), eps, negative=policy, n_curve=0).kept_fraction == pytest.approx(rho, abs=1e-10)
+    assert pruning_limit(lam, np.ones(N), eps, method="free", negative=policy, n_curve=0).kept_fraction == pytest.approx(rho, abs=1e-10)
 
 
 @pytest.mark.parametrize("lam, N, eps", [(2.0, 4, 1.0), (0.37, 50, 0.2), (5.0, 400, 0.9)])
