@@ -37,6 +37,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy import special
 
+from theory.validation import check_choice, check_int, check_real
+
 __all__ = [
     "Cone",
     "PolarCone",
@@ -61,17 +63,8 @@ _EPS = np.finfo(np.float64).eps
 
 
 # ----------------------------------------------------------------------------------------------------------
-# validation helpers (errors name the argument and carry the bad value)
+# array validation (scalars use theory.validation: errors name the argument and carry the bad value)
 # ----------------------------------------------------------------------------------------------------------
-def _positive_int(name: str, value: Any, minimum: int = 1, *, wording: str | None = None) -> int:
-    """``int(value)`` for an integer ``value >= minimum``; ``wording`` replaces "an integer >= minimum" in the error."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be {wording or f'an integer >= {minimum}'}, got {value!r}")
-    return int(value)
-
-
 def _finite_array(name: str, value: Any) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -82,13 +75,18 @@ def _finite_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
+def _norm(a: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis without overflow or underflow: ``m·‖a/m‖`` with ``m = max|a_i|``
+    (``numpy.linalg.norm`` squares the entries, so it returns inf above ~1e154 and loses everything below
+    ~1e-154, which made the circular and elliptic projections wrong there)."""
+    m = np.max(np.abs(a), axis=-1) if a.shape[-1] else np.zeros(a.shape[:-1])
+    safe = np.where(m > 0, m, 1.0)
+    return m * np.sqrt(np.einsum("...i,...i->...", a / safe[..., None], a / safe[..., None]))
+
+
 def _angle(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
-        raise TypeError(f"alpha must be a real number, got {alpha!r}")
-    a = float(alpha)
-    if not (0.0 < a < math.pi / 2):  # also rejects NaN
-        raise ValueError(f"alpha must lie in the open interval (0, pi/2), got alpha={alpha!r}")
-    return a
+    """A cone half-angle in the open interval (0, π/2)."""
+    return check_real("alpha", alpha, minimum=0.0, maximum=math.pi / 2, open_min=True, open_max=True)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -105,7 +103,7 @@ class Cone:
     name: str = "cone"
 
     def __init__(self, ambient_dim: int) -> None:
-        self._d = _positive_int("ambient_dim", ambient_dim)
+        self._d = check_int("ambient_dim", ambient_dim, minimum=1)
 
     @property
     def ambient_dim(self) -> int:
@@ -274,10 +272,8 @@ class Subspace(Cone):
     @classmethod
     def coordinate(cls, d: int, k: int) -> "Subspace":
         """The span of ``e_1, …, e_k`` in ``R^d``."""
-        d = _positive_int("d", d)
-        k = _positive_int("k", k)
-        if k > d:
-            raise ValueError(f"k must satisfy 1 <= k <= d, got k={k}, d={d}")
+        d = check_int("d", d, minimum=1)
+        k = check_int("k", k, minimum=1, maximum=d)
         return cls(np.eye(d)[:, :k])
 
     def __repr__(self) -> str:
@@ -324,7 +320,7 @@ class NonnegativeOrthant(Cone):
     name = "orthant"
 
     def __init__(self, d: int) -> None:
-        super().__init__(_positive_int("d", d))
+        super().__init__(check_int("d", d, minimum=1))
 
     def _project(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0.0)
@@ -359,7 +355,7 @@ def circular_intrinsic_volumes(d: int, alpha: float) -> np.ndarray:
     >>> np.round(circular_intrinsic_volumes(4, np.pi / 4), 8)
     array([0.09084506, 0.25      , 0.31830989, 0.25      , 0.09084506])
     """
-    d = _positive_int("d", d, minimum=2)
+    d = check_int("d", d, minimum=2)
     a = _angle(alpha)
     v = np.empty(d + 1)
     s, c = math.sin(a), math.cos(a)
@@ -392,7 +388,7 @@ class CircularCone(Cone):
     name = "circular"
 
     def __init__(self, d: int, alpha: float) -> None:
-        super().__init__(_positive_int("d", d, minimum=2))
+        super().__init__(check_int("d", d, minimum=2))
         self.alpha = _angle(alpha)
         self._cos, self._sin, self._tan = math.cos(self.alpha), math.sin(self.alpha), math.tan(self.alpha)
 
@@ -401,7 +397,7 @@ class CircularCone(Cone):
 
     def _split(self, x: np.ndarray):
         x1 = x[..., 0]
-        r = np.linalg.norm(x[..., 1:], axis=-1)
+        r = _norm(x[..., 1:])
         inside = r <= x1 * self._tan
         zero = (r * self._tan <= -x1) & ~inside
         return x1, r, inside, zero
@@ -423,7 +419,7 @@ class CircularCone(Cone):
         return np.where(inside, x1 * x1 + r * r, np.where(zero, 0.0, c * c))
 
     def _contains(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
-        return x[..., 0] * self._sin - np.linalg.norm(x[..., 1:], axis=-1) * self._cos >= -tol
+        return x[..., 0] * self._sin - _norm(x[..., 1:]) * self._cos >= -tol
 
     def polar(self) -> Cone:
         return NegatedCone(CircularCone(self.ambient_dim, math.pi / 2 - self.alpha))
@@ -517,7 +513,7 @@ class PSDCone(Cone):
     name = "PSD"
 
     def __init__(self, n: int) -> None:
-        self.n = _positive_int("n", n)
+        self.n = check_int("n", n, minimum=1)
         super().__init__(self.n * (self.n + 1) // 2)
 
     def __repr__(self) -> str:
@@ -593,10 +589,8 @@ class L1DescentCone(Cone):
     """
 
     def __init__(self, d: int, s: int, *, nonnegative: bool = False, signs: Any = None, support: Any = None) -> None:
-        d = _positive_int("d", d)
-        s = _positive_int("s", s)
-        if s > d:
-            raise ValueError(f"s must satisfy 1 <= s <= d, got s={s}, d={d}")
+        d = check_int("d", d, minimum=1)
+        s = check_int("s", s, minimum=1, maximum=d)
         super().__init__(d)
         self.s = s
         self.nonnegative = bool(nonnegative)
@@ -701,10 +695,8 @@ class LinfDescentCone(Cone):
     name = "linf descent"
 
     def __init__(self, d: int, k: int, *, signs: Any = None) -> None:
-        d = _positive_int("d", d)
-        k = _positive_int("k", k)
-        if k > d:
-            raise ValueError(f"k must satisfy 1 <= k <= d, got k={k}, d={d}")
+        d = check_int("d", d, minimum=1)
+        k = check_int("k", k, minimum=1, maximum=d)
         super().__init__(d)
         self.k = k
         if signs is None:
@@ -756,21 +748,20 @@ def nuclear_statdim_asymptotic(m: int, n: int, r: int) -> float:
     with ``y = (m−r)/(n−r)`` and the quarter-circle law ``φ_y(u) = √((u²−a₋²)(a₊²−u²))/(π y u)`` on
     ``[a₋, a₊] = [1−√y, 1+√y]`` (singular values of the ``(m−r)×(n−r)`` Gaussian block over ``√(n−r)``).
     This is an **asymptotic** formula (exact as ``m, n, r → ∞`` proportionally): at 60×60 the exact
-    Monte Carlo value lies 0.1–0.5 % above it (MATH.md §1.2).
+    Monte Carlo value lies 0.1–0.5 % above it (MATH.md §1.2). At ``r = min(m, n)`` it gives ``mn`` while the
+    descent cone is then a half-space with ``δ = mn − ½`` exactly.
     """
     from scipy import integrate, optimize
 
-    m = _positive_int("m", m)
-    n = _positive_int("n", n)
-    r = _positive_int("r", r)
-    if r > min(m, n):
-        raise ValueError(f"r must satisfy 1 <= r <= min(m, n), got r={r}, m={m}, n={n}")
+    m = check_int("m", m, minimum=1)
+    n = check_int("n", n, minimum=1)
+    r = check_int("r", r, minimum=1, maximum=min(m, n))
     if m > n:
         m, n = n, m
     if r == m:
-        # the orthogonal block is empty: D° is the ray through UVᵀ (... if r = m = n) or a half-line; the
-        # formula reduces to r(m+n−r) + min_t r(n−r)t², i.e. d − 1 when m = n = r, else r(m+n−r)
-        return float(r * (m + n - r)) if n > r else float(m * n - 1)
+        # the orthogonal block is empty and the formula reduces to r(m+n−r) + min_t r(n−r)t² = r(m+n−r) = mn.
+        # (Exactly, ∂‖X‖_* = {UVᵀ} is a point, D is a half-space and δ = mn − ½: the formula's O(1) error.)
+        return float(r * (m + n - r))
     y = (m - r) / (n - r)
     am, ap = 1 - math.sqrt(y), 1 + math.sqrt(y)
 
@@ -804,11 +795,9 @@ class NuclearDescentCone(Cone):
     name = "nuclear descent"
 
     def __init__(self, m: int, n: int, r: int) -> None:
-        self.m = _positive_int("m", m)
-        self.n = _positive_int("n", n)
-        self.r = _positive_int("r", r)
-        if self.r > min(self.m, self.n):
-            raise ValueError(f"r must satisfy 1 <= r <= min(m, n), got r={r}, m={m}, n={n}")
+        self.m = check_int("m", m, minimum=1)
+        self.n = check_int("n", n, minimum=1)
+        self.r = check_int("r", r, minimum=1, maximum=min(self.m, self.n))
         super().__init__(self.m * self.n)
 
     def __repr__(self) -> str:
@@ -952,7 +941,9 @@ class EllipticCone(Cone):
             new = np.where(ok, newton, 0.5 * (lo_a + hi_a))
             lo[active], hi[active] = lo_a, hi_a
             # converged: an accepted Newton step of a few ulps, an exact root, or a collapsed bracket
-            done = (ok & (np.abs(newton - t) <= 4 * _EPS * t)) | (hi_a - lo_a <= 4 * _EPS) | (f == 0)
+            # the bracket test is relative: near the inside boundary the root θ is tiny and z is sensitive to it
+            # (dz/z ≈ θ·b² for b up to 1e3), so an absolute 4·eps bracket left 1e-10 relative errors
+            done = (ok & (np.abs(newton - t) <= 4 * _EPS * t)) | (hi_a - lo_a <= 4 * _EPS * hi_a) | (f == 0)
             theta[active] = new
             idx = np.flatnonzero(active)
             active[idx[done]] = False
@@ -964,23 +955,25 @@ class EllipticCone(Cone):
     def _project(self, x: np.ndarray) -> np.ndarray:
         flat = x.reshape(-1, self.ambient_dim)
         s, y = flat[:, 0], flat[:, 1:]
-        nb = np.linalg.norm(y * self._b, axis=-1)
-        na = np.linalg.norm(y * self.slopes, axis=-1)
+        nb = _norm(y * self._b)
+        na = _norm(y * self.slopes)
         inside = s >= nb
         zero = (-s >= na) & ~inside
         mid = ~(inside | zero)
         out = np.where(inside[:, None], flat, 0.0)
         self.last_iterations = 0
         if mid.any():
-            theta = self._solve_theta(s[mid], y[mid])[:, None]
+            # θ is scale invariant: solve on rows scaled to max-abs 1 (the root equation squares y)
+            sc = np.max(np.abs(flat[mid]), axis=-1)
+            theta = self._solve_theta(s[mid] / sc, y[mid] / sc[:, None])[:, None]
             z = y[mid] * (1.0 - theta) / (1.0 - theta + theta * self._b2)
-            t = np.linalg.norm(z * self._b, axis=-1)
+            t = _norm(z * self._b)
             out[mid, 0] = t
             out[mid, 1:] = z
         return out.reshape(x.shape)
 
     def _contains(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
-        return x[..., 0] - np.linalg.norm(x[..., 1:] * self._b, axis=-1) >= -tol
+        return x[..., 0] - _norm(x[..., 1:] * self._b) >= -tol
 
     def polar(self) -> Cone:
         # K = M·L with L the Lorentz cone and M = diag(1, a): K° = M⁻ᵀ L° = {(t, z) : −t ≥ ‖a∘z‖}
@@ -1055,8 +1048,7 @@ class CvxpyCone(Cone):
         super().__init__(ambient_dim)
         if not callable(constraints):
             raise TypeError(f"constraints must be callable v -> list of constraints, got {constraints!r}")
-        if solver not in cp.installed_solvers():
-            raise ValueError(f"solver must be one of the installed cvxpy solvers {cp.installed_solvers()}, got {solver!r}")
+        check_choice("solver", solver, tuple(cp.installed_solvers()))  # the installed cvxpy solvers
         self.solver = solver
         self.solver_options = dict(solver_options or {})
         self.allow_inaccurate = bool(allow_inaccurate)

@@ -16,18 +16,15 @@ from typing import Any
 import numpy as np
 
 from theory.cones import Cone
+from theory.validation import check_int, check_real
 from theory.width import chi_mean
 
 __all__ = ["a_eta", "KinematicResult", "kinematic_formula", "crofton_probability", "gordon_escape_probability"]
 
 
 def _eta(eta: Any) -> float:
-    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.integer, np.floating)):
-        raise TypeError(f"eta must be a real number, got {eta!r}")
-    e = float(eta)
-    if not (0.0 < e < 1.0):
-        raise ValueError(f"eta must lie in the open interval (0, 1), got eta={eta!r}")
-    return e
+    """A failure probability in the open interval (0, 1)."""
+    return check_real("eta", eta, minimum=0.0, maximum=1.0, open_min=True, open_max=True)
 
 
 def a_eta(eta: float) -> float:
@@ -62,17 +59,11 @@ def kinematic_formula(delta_C: float, delta_K: float, d: int, eta: float = 0.01)
     >>> r.regime, r.prob_lower, r.prob_upper < 1e-50
     ('infeasible', 0.0, True)
     """
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
-        raise TypeError(f"d must be an integer, got {d!r}")
-    if d < 1:
-        raise ValueError(f"d must be a positive integer, got d={d!r}")
-    for name, val in (("delta_C", delta_C), ("delta_K", delta_K)):
-        if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a real number, got {val!r}")
-        if not (0.0 <= float(val) <= d):  # rejects NaN too
-            raise ValueError(f"{name} must lie in [0, d] = [0, {d}], got {name}={val!r}")
+    d = check_int("d", d, minimum=1)
+    delta_C = check_real("delta_C", delta_C, minimum=0.0, maximum=d)
+    delta_K = check_real("delta_K", delta_K, minimum=0.0, maximum=d)
     e = _eta(eta)
-    margin = float(delta_C) + float(delta_K) - d
+    margin = delta_C + delta_K - d
     half = a_eta(e) * math.sqrt(d)
     tail = min(1.0, 4.0 * math.exp(-margin * margin / (8.0 * d)))
     lower, upper = (1.0 - tail, 1.0) if margin > 0 else (0.0, tail)
@@ -113,10 +104,7 @@ def crofton_probability(cone_or_volumes: Any, m: int) -> float:
         if abs(v.sum() - 1.0) > 1e-9:
             raise ValueError(f"intrinsic volumes must sum to 1, got sum {float(v.sum())!r}")
     d = v.size - 1
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
-        raise TypeError(f"m must be an integer codimension, got {m!r}")
-    if not (0 <= m <= d):
-        raise ValueError(f"m must satisfy 0 <= m <= d = {d}, got m={m!r}")
+    m = check_int("m", m, minimum=0, maximum=d)  # the codimension
     nz = np.flatnonzero(v > 1e-15)
     if nz.size == 1 and abs(v[nz[0]] - 1.0) < 1e-12:
         # a single unit intrinsic volume at k: the cone is a k-dimensional subspace
@@ -135,15 +123,9 @@ def gordon_escape_probability(width: float, m: int) -> float:
     >>> gordon_escape_probability(10.0, 5)
     0.0
     """
-    if isinstance(width, bool) or not isinstance(width, (int, float, np.integer, np.floating)):
-        raise TypeError(f"width must be a real number, got {width!r}")
-    if not (math.isfinite(float(width)) and float(width) >= 0):
-        raise ValueError(f"width must be finite and non-negative, got width={width!r}")
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
-        raise TypeError(f"m must be an integer codimension, got {m!r}")
-    if m < 1:
-        raise ValueError(f"m must be a positive integer codimension, got m={m!r}")
-    gap = chi_mean(int(m)) - float(width)
+    width = check_real("width", width, minimum=0.0)
+    m = check_int("m", m, minimum=1)  # the codimension
+    gap = chi_mean(m) - width
     if gap <= 0:
         return 0.0
     return -math.expm1(-0.5 * gap * gap)

@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from theory.validation import check_choice, check_int, check_positive, check_real, check_rng
+
 __all__ = ["QuadraticModel", "MagnitudeCurve", "ExactThreshold"]
 
 logger = logging.getLogger(__name__)
@@ -61,9 +63,10 @@ class MagnitudeCurve:
         non-increasing and the window changes nothing but the ends.
         """
         d = self.compensated
+        median_window = check_int("median_window", median_window, minimum=1)
         if median_window > 1:
             if median_window % 2 == 0:
-                raise ValueError(f"median_window must be odd, got {median_window!r}")
+                raise ValueError(f"median_window must be odd, got median_window={median_window!r}")
             from scipy.ndimage import median_filter
 
             d = median_filter(d, size=int(median_window), mode="nearest")
@@ -129,8 +132,7 @@ class QuadraticModel:
             raise ValueError(f"H must be symmetric, got max|H − Hᵀ| = {np.max(np.abs(H - H.T))!r}")
         if rcond is None:
             rcond = 1000.0 * n * _EPS
-        if not (isinstance(rcond, (int, float)) and 0 <= rcond < 1):
-            raise ValueError(f"rcond must be in [0, 1), got {rcond!r}")
+        rcond = check_real("rcond", rcond, minimum=0.0, maximum=1.0, open_max=True)
         self.H = 0.5 * (H + H.T)
         self.w_star = w
         self.N = n
@@ -168,8 +170,7 @@ class QuadraticModel:
 
     def magnitude_support(self, k: int) -> np.ndarray:
         """Boolean mask of the ``k`` largest ``|w*_j|`` (ties broken by index)."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= self.N:
-            raise ValueError(f"k must be an integer in [0, {self.N}], got {k!r}")
+        k = check_int("k", k, minimum=0, maximum=self.N)
         mask = np.zeros(self.N, dtype=bool)
         mask[self._order[: int(k)]] = True
         return mask
@@ -224,6 +225,7 @@ class QuadraticModel:
         ``solver="schur"``: ``½ c_Pᵀ S c_P`` with :meth:`schur_complement` ``S`` (robust to singular
         ``H``). ``solver="inverse"``: ``½ c_Pᵀ [(H⁻¹)_PP]⁻¹ c_P`` (``H`` must be invertible).
         """
+        check_choice("solver", solver, ("schur", "inverse"))
         T = self._kept_mask(kept)
         P = ~T
         c_P = self.w_star[P]
@@ -231,17 +233,13 @@ class QuadraticModel:
             return 0.0
         if solver == "schur":
             return float(0.5 * (c_P @ self.schur_complement(T) @ c_P))
-        if solver == "inverse":
-            lam, V = self.eigh
-            if np.min(np.abs(lam)) <= self._tol():
-                raise ValueError(
-                    f"H is singular (min |λ| = {np.min(np.abs(lam))!r}); use solver='schur'"
-                )
-            VP = V[P]
-            G_PP = (VP / lam[None, :]) @ VP.T
-            x = np.linalg.solve(G_PP, c_P)
-            return float(0.5 * c_P @ x)
-        raise ValueError(f"solver must be 'schur' or 'inverse', got solver={solver!r}")
+        lam, V = self.eigh  # solver == "inverse"
+        if np.min(np.abs(lam)) <= self._tol():
+            raise ValueError(f"H is singular (min |λ| = {np.min(np.abs(lam))!r}); use solver='schur'")
+        VP = V[P]
+        G_PP = (VP / lam[None, :]) @ VP.T
+        x = np.linalg.solve(G_PP, c_P)
+        return float(0.5 * c_P @ x)
 
     # -- every magnitude support at once ----------------------------------------------------------------
     def magnitude_curve(self) -> MagnitudeCurve:
@@ -271,39 +269,34 @@ class QuadraticModel:
         the least ``k`` with ``Δ(T_k) ≤ ε``, each ``Δ`` a Schur complement — valid when ``Δ`` is monotone
         (PSD ``H``).
         """
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not (
-            math.isfinite(eps) and eps > 0
-        ):
-            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+        eps = check_positive("eps", eps)
+        check_choice("solver", solver, ("ldl", "bisect"))
         if solver == "ldl":
             curve = self.magnitude_curve()
             k = curve.threshold(float(eps))
             monotone = bool(np.all(np.diff(curve.compensated) <= 1e-9 * max(curve.compensated[0], 1e-300)))
             return ExactThreshold(k, k / self.N, float(curve.compensated[k]), 1, "ldl", monotone)
-        if solver == "bisect":
-            delta = lambda k: self.compensated_increase(self.magnitude_support(k))  # noqa: E731
-            evals = 1
-            d0 = delta(0)
-            if d0 <= eps:
-                return ExactThreshold(0, 0.0, d0, evals, "bisect", True)
-            lo, hi = 0, self.N  # Δ(lo) > ε, Δ(hi) = 0 ≤ ε
-            d_hi = 0.0
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                dm = delta(mid)
-                evals += 1
-                if dm <= eps:
-                    hi, d_hi = mid, dm
-                else:
-                    lo = mid
-            return ExactThreshold(hi, hi / self.N, d_hi, evals, "bisect", True)
-        raise ValueError(f"solver must be 'ldl' or 'bisect', got solver={solver!r}")
+        delta = lambda k: self.compensated_increase(self.magnitude_support(k))  # noqa: E731 - solver == "bisect"
+        evals = 1
+        d0 = delta(0)
+        if d0 <= eps:
+            return ExactThreshold(0, 0.0, d0, evals, "bisect", True)
+        lo, hi = 0, self.N  # Δ(lo) > ε, Δ(hi) = 0 ≤ ε
+        d_hi = 0.0
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            dm = delta(mid)
+            evals += 1
+            if dm <= eps:
+                hi, d_hi = mid, dm
+            else:
+                lo = mid
+        return ExactThreshold(hi, hi / self.N, d_hi, evals, "bisect", True)
 
     # -- the cone over the sublevel ellipsoid ------------------------------------------------------------
     def _cone_setup(self, kept: Any, eps: float) -> tuple[np.ndarray, np.ndarray, float]:
         """Validate ``eps`` and positive definite ``H``; return ``c`` (the pruned part), ``Hc`` and ``cᵀHc/(2ε)``."""
-        if not (math.isfinite(eps) and eps > 0):
-            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+        eps = check_positive("eps", eps)
         lam = self.eigh[0]
         if lam[0] <= self._tol():
             raise ValueError(
@@ -350,6 +343,9 @@ class QuadraticModel:
         ``solver="cvxpy"``: projection of each sample by a conic program (small ``N`` only; cross-check).
         ``(N, 0)`` when the pruned point is already feasible (``K = R^N``).
         """
+        check_choice("solver", solver, ("mc", "cvxpy"))
+        n_samples = check_int("n_samples", n_samples, minimum=2)  # a standard error needs two samples
+        check_rng("rng", rng)
         if solver == "mc":
             basis = self.cone_basis(kept, eps)
             if basis is None:
@@ -359,19 +355,13 @@ class QuadraticModel:
 
             res = statistical_dimension_mc(EllipticCone(basis[0]), n_samples, rng)
             return float(res.mean), float(res.stderr)
-        if solver == "cvxpy":
-            if self._cone_setup(kept, eps)[2] <= 1.0:  # the pruned point is feasible: K = R^N
-                return float(self.N), 0.0
-            if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
-                raise ValueError(f"n_samples must be an integer ≥ 2, got {n_samples!r}")
-            from theory.statdim import _check_rng, _gaussian_mc
+        if self._cone_setup(kept, eps)[2] <= 1.0:  # solver == "cvxpy"; the pruned point is feasible: K = R^N
+            return float(self.N), 0.0
+        from theory.statdim import _gaussian_mc
 
-            project = self._cvxpy_projector(kept, eps)  # one compiled problem, re-solved per sample
-            res = _gaussian_mc(
-                lambda g: np.array([np.sum(project(row) ** 2) for row in g]), self.N, int(n_samples), _check_rng(rng)
-            )
-            return float(res.mean), float(res.stderr)
-        raise ValueError(f"solver must be 'mc' or 'cvxpy', got solver={solver!r}")
+        project = self._cvxpy_projector(kept, eps)  # one compiled problem, re-solved per sample
+        res = _gaussian_mc(lambda g: np.array([np.sum(project(row) ** 2) for row in g]), self.N, n_samples, rng)
+        return float(res.mean), float(res.stderr)
 
     def cone_projection(self, kept: Any, eps: float, x: Any) -> np.ndarray:
         """Exact projection of ``x`` onto ``K`` (rotate, project onto the elliptic cone, rotate back)."""

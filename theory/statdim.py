@@ -28,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from scipy import special
 
+from theory.validation import check_int, check_rng
 from theory.cones import (
     Cone,
     EllipticCone,
@@ -167,22 +168,11 @@ def statistical_dimension_mc(
     """
     if not isinstance(cone, Cone):
         raise TypeError(f"cone must be a theory.cones.Cone, got {type(cone).__name__}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
-        raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2 (a standard error needs two samples), got {n_samples!r}")
-    _check_rng(rng)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n_samples = check_int("n_samples", n_samples, minimum=2)  # a standard error needs two samples
+    check_rng("rng", rng)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
     return _gaussian_mc(cone.sq_norm_projection, cone.ambient_dim, n_samples, rng, batch_size)
-
-
-def _check_rng(rng: Any) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return rng
 
 
 def _gaussian_mc(

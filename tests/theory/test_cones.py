@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import integrate
 
 from theory.cones import (
     CircularCone,
@@ -29,11 +31,16 @@ from theory.cones import (
     svec,
 )
 
-# CvxpyCone runs CLARABEL with its default gap tolerance 1e-8 on the objective ‖v − x‖²; by strong
-# convexity the point error is ≲ √(2·gap) ≈ 1.4e-4 for O(1)-scaled inputs (observed: ≤ 4e-5).
-CVX_TOL = 2e-4
+from tests.theory.strategies import log_uniform
+from tests.theory.tolerances import cvx_point_tol, round_tol
+
 # closed-form projections are backward stable: residuals are a small multiple of eps times the input scale
 ROUND_TOL = 1e-10
+
+
+def _cvx_tol(x: np.ndarray) -> float:
+    """CvxpyCone runs CLARABEL at its default tolerances on ‖v − x‖² (tests/theory/tolerances.py)."""
+    return cvx_point_tol(float(np.linalg.norm(x, axis=-1).max()))
 
 
 def _moreau_check(cone: Cone, x: np.ndarray, tol: float = ROUND_TOL) -> None:
@@ -80,15 +87,33 @@ class TestEllipticCone:
         np.testing.assert_allclose(K.project(x), C.project(x), atol=1e-12)
         assert K.statistical_dimension() == pytest.approx(C.statistical_dimension(), abs=1e-12)
 
-    @settings(max_examples=6)
-    @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 6))
-    def test_matches_cvxpy(self, seed, n):
+    @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 6), scale=log_uniform(1e-3, 1e3),
+           theta_half=st.booleans())
+    def test_matches_cvxpy(self, seed, n, scale, theta_half):
         rng = np.random.default_rng(seed)
         K = EllipticCone(np.exp(rng.uniform(-2, 2, size=n)))
         ref = CvxpyCone.from_cone(K)
-        x = rng.standard_normal((3, n + 1))
-        np.testing.assert_allclose(K.project(x), ref.project(x), atol=CVX_TOL)
+        x = rng.standard_normal((2, n + 1))
+        if theta_half:
+            x[:, 0] = 0.0  # s = 0: the root is θ = ½ exactly (μ = 1, where t = s/(1 − μ) is 0/0)
+        x *= scale
+        np.testing.assert_allclose(K.project(x), ref.project(x), atol=_cvx_tol(x))
         assert set(ref.statuses) == {"optimal"}
+
+    @given(y=arrays(np.float64, st.integers(1, 8), elements=st.floats(-1e3, 1e3, allow_subnormal=False)),
+           seed=st.integers(0, 2**16))
+    def test_theta_half_closed_form(self, y, seed):
+        """At s = 0 the KKT root is θ = ½: z_i = y_i/(1 + b_i²), t = ‖b∘z‖ (b = 1/a)."""
+        a = np.exp(np.random.default_rng(seed).uniform(-3, 3, size=y.size))
+        p = EllipticCone(a).project(np.concatenate([[0.0], y]))
+        z = y / (1.0 + 1.0 / a**2)
+        # rounding relative to ‖y‖, floored at the smallest normal number (products of tiny inputs underflow)
+        tol = max(round_tol(y.size, float(np.linalg.norm(y)), 1e3), np.finfo(np.float64).tiny)
+        np.testing.assert_allclose(p[1:], z, rtol=round_tol(y.size, 1.0, 1e3), atol=tol)
+        v = z / a
+        m = float(np.abs(v).max())
+        t = m * float(np.linalg.norm(v / m)) if m > 0 else 0.0  # ‖v‖ without underflow of the squares
+        assert p[0] == pytest.approx(t, rel=round_tol(y.size, 1.0, 1e3), abs=tol)
 
     def test_large_n_converges(self):
         rng = np.random.default_rng(2)
@@ -179,7 +204,7 @@ def test_projection_matches_cvxpy(name):
     ref = CvxpyCone.from_cone(cone)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((4, cone.ambient_dim))
-    np.testing.assert_allclose(cone.project(x), ref.project(x), atol=CVX_TOL)
+    np.testing.assert_allclose(cone.project(x), ref.project(x), atol=_cvx_tol(x))
     assert ref.statuses == ["optimal"] * 4
 
 
@@ -194,7 +219,7 @@ def test_polar_projection_matches_cvxpy_of_polar_where_closed(name):
     polar = cone.polar()
     ref = CvxpyCone.from_cone(polar)
     x = np.random.default_rng(5).standard_normal((3, cone.ambient_dim))
-    np.testing.assert_allclose(polar.project(x), ref.project(x), atol=CVX_TOL)
+    np.testing.assert_allclose(polar.project(x), ref.project(x), atol=_cvx_tol(x))
     assert ref.statuses == ["optimal"] * 3
 
 
@@ -221,9 +246,9 @@ def test_cvxpy_cone_from_constraints_and_status():
 
     # the cone {x : x1 ≥ |x2|} in R^2 described directly; projection of (0, 1) is (1/2, 1/2)
     cone = CvxpyCone(2, lambda v: [v[0] >= cp.abs(v[1])])
-    np.testing.assert_allclose(cone.project(np.array([0.0, 1.0])), [0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(cone.project(np.array([0.0, 1.0])), [0.5, 0.5], atol=cvx_point_tol(1.0))
     assert cone.statuses == ["optimal"]
-    with pytest.raises(ValueError, match="solver must be one of the installed cvxpy solvers"):
+    with pytest.raises(ValueError, match=r"solver must be one of \(.*\), got solver='NOPE'"):
         CvxpyCone(2, lambda v: [v >= 0], solver="NOPE")
     with pytest.raises(TypeError, match="constraints must be callable"):
         CvxpyCone(2, [1, 2])
@@ -255,12 +280,50 @@ def test_circular_statdim_table(d, alpha, delta):
         assert C.statistical_dimension_asymptotic() == pytest.approx(delta, abs=1e-5)
 
 
-def test_lorentz_and_orthant_closed_forms():
-    for d in (2, 3, 10, 51):
-        assert LorentzCone(d).statistical_dimension() == d / 2
-        assert float(np.arange(d + 1) @ CircularCone(d, math.pi / 4).intrinsic_volumes()) == pytest.approx(d / 2)
+def _circular_by_angle(d: int, alpha: float) -> tuple[float, float, float]:
+    """(P{g ∈ C}, P{g ∈ C°}, δ) of Circ_d(α) from the angle φ between g and e₁ (density ∝ sin^{d−2}φ on [0, π],
+    independent of ‖g‖² with mean d): ‖Π_C g‖² = ‖g‖²·f(φ), f = 1 on [0, α], cos²(φ − α) up to α + π/2, then 0.
+    Independent of the intrinsic-volume formula (scipy quadrature, 1e-13 relative)."""
+    w = lambda p: math.sin(p) ** (d - 2)  # noqa: E731
+    q = lambda f, a, b: integrate.quad(f, a, b, epsabs=0, epsrel=1e-13, limit=200)[0]  # noqa: E731
+    Z = q(w, 0, math.pi)
+    inside = q(w, 0, alpha) / Z
+    polar = q(w, alpha + math.pi / 2, math.pi) / Z
+    mid = q(lambda p: math.cos(p - alpha) ** 2 * w(p), alpha, alpha + math.pi / 2) / Z
+    return inside, polar, d * (inside + mid)
+
+
+@pytest.mark.parametrize("d", [2, 3, 10, 51])
+@pytest.mark.parametrize("alpha", [0.3, math.pi / 4, 1.2])
+def test_circular_and_lorentz_against_the_angle_of_g(d, alpha):
+    """v_d = P{g ∈ C} and v₀ = P{g ∈ C°} separately (the polar-duality and sum-to-one checks cannot see a
+    v₀ ↔ v_d swap; α = π/4 alone hides it), and δ, all from an independent integral over the angle of g."""
+    inside, polar, delta = _circular_by_angle(d, alpha)
+    v = CircularCone(d, alpha).intrinsic_volumes()
+    assert v[d] == pytest.approx(inside, rel=1e-11) and v[0] == pytest.approx(polar, rel=1e-11)
+    assert CircularCone(d, alpha).statistical_dimension() == pytest.approx(delta, rel=1e-11)
+    if alpha == math.pi / 4:
+        assert LorentzCone(d).statistical_dimension() == pytest.approx(delta, rel=1e-11)
+
+
+def test_circular_membership_frequency_matches_v_d():
+    """Exact Monte Carlo: the fraction of Gaussian samples inside Circ_d(α) (by the defining inequality) is v_d,
+    inside the polar v₀, within 4 binomial standard errors."""
+    rng = np.random.default_rng(7)
+    n = 200_000
+    for d, alpha in ((5, 0.5), (5, 1.1), (3, 0.2)):
+        C = CircularCone(d, alpha)
+        g = rng.standard_normal((n, d))
+        v = C.intrinsic_volumes()
+        for frac, p in ((np.mean(C.contains(g, atol=0.0)), v[d]), (np.mean(C.polar().contains(g, atol=0.0)), v[0])):
+            assert abs(frac - p) <= 4 * math.sqrt(p * (1 - p) / n), (d, alpha, frac, p)
+
+
+def test_orthant_closed_forms():
+    for d in (1, 2, 3, 10, 51):
         v = NonnegativeOrthant(d).intrinsic_volumes()
         np.testing.assert_allclose(v, [math.comb(d, k) / 2**d for k in range(d + 1)], rtol=1e-12)
+        assert NonnegativeOrthant(d).statistical_dimension() == pytest.approx(float(np.arange(d + 1) @ v), rel=1e-13)
 
 
 def test_svec_is_an_isometry():
@@ -276,12 +339,18 @@ def test_svec_is_an_isometry():
 
 
 def test_nuclear_asymptotic_formula():
-    # r = m = n: D° is the ray through I, δ = d − 1 exactly (a half-space ... minus: ray polar)
-    assert nuclear_statdim_asymptotic(3, 3, 3) == 8.0
-    # symmetric in (m, n)
+    from theory.statdim import statistical_dimension_mc
+
+    # r = min(m, n): ∂‖X‖_* is the single point UVᵀ, D is a half-space and δ = mn − ½ exactly (exact Monte
+    # Carlo); the asymptotic formula reduces to r(m + n − r) = mn, within its O(1) error
+    for m, n in ((3, 3), (2, 4)):
+        mc = statistical_dimension_mc(NuclearDescentCone(m, n, min(m, n)), 40_000, np.random.default_rng(m))
+        assert abs(mc.z_score(m * n - 0.5)) <= 4
+        assert nuclear_statdim_asymptotic(m, n, min(m, n)) == pytest.approx(m * n - 0.5, abs=0.5)
+    # symmetric in (m, n); between the dimension of the tangent-space part r(m + n − r) and mn; increasing in r
     assert nuclear_statdim_asymptotic(20, 30, 4) == pytest.approx(nuclear_statdim_asymptotic(30, 20, 4), rel=1e-12)
-    val = NuclearDescentCone(60, 60, 5).statistical_dimension_asymptotic()
-    assert 0 < val < 3600
+    vals = [nuclear_statdim_asymptotic(30, 40, r) for r in (1, 3, 10, 29)]
+    assert all(r * (70 - r) <= v <= 1200 for r, v in zip((1, 3, 10, 29), vals)) and np.all(np.diff(vals) > 0)
 
 
 def test_l1_descent_at_point():
@@ -298,32 +367,32 @@ def test_l1_descent_at_point():
 # error-input table
 # ---------------------------------------------------------------------------------------------------------
 ERROR_CASES = [
-    (lambda: NonnegativeOrthant(0), ValueError, r"d must be an integer >= 1, got 0"),
-    (lambda: NonnegativeOrthant(-3), ValueError, r"d must be an integer >= 1, got -3"),
-    (lambda: NonnegativeOrthant(2.5), TypeError, r"d must be an integer, got 2\.5"),
-    (lambda: NonnegativeOrthant(True), TypeError, r"d must be an integer, got True"),
-    (lambda: CircularCone(1, 0.5), ValueError, r"d must be an integer >= 2, got 1"),
-    (lambda: CircularCone(5, 0.0), ValueError, r"alpha must lie in the open interval \(0, pi/2\), got alpha=0\.0"),
-    (lambda: CircularCone(5, math.pi / 2), ValueError, r"alpha must lie in the open interval \(0, pi/2\)"),
+    (lambda: NonnegativeOrthant(0), ValueError, r"d must be an integer >= 1, got d=0"),
+    (lambda: NonnegativeOrthant(-3), ValueError, r"d must be an integer >= 1, got d=-3"),
+    (lambda: NonnegativeOrthant(2.5), TypeError, r"d must be an integer, got d=2\.5 of type float"),
+    (lambda: NonnegativeOrthant(True), TypeError, r"d must be an integer, got d=True of type bool"),
+    (lambda: CircularCone(1, 0.5), ValueError, r"d must be an integer >= 2, got d=1"),
+    (lambda: CircularCone(5, 0.0), ValueError, r"alpha must be a finite number > 0 and < 1\.5708, got alpha=0\.0"),
+    (lambda: CircularCone(5, math.pi / 2), ValueError, r"alpha must be a finite number > 0 and < 1\.5708, got alpha=1\.57079"),
     (lambda: CircularCone(5, -0.1), ValueError, r"alpha=-0\.1"),
     (lambda: CircularCone(5, float("nan")), ValueError, r"alpha=nan"),
-    (lambda: CircularCone(5, "x"), TypeError, r"alpha must be a real number, got 'x'"),
-    (lambda: PSDCone(0), ValueError, r"n must be an integer >= 1, got 0"),
-    (lambda: L1DescentCone(5, 6), ValueError, r"s must satisfy 1 <= s <= d, got s=6, d=5"),
-    (lambda: L1DescentCone(5, 0), ValueError, r"s must be an integer >= 1, got 0"),
+    (lambda: CircularCone(5, "x"), TypeError, r"alpha must be a real number, got alpha='x' of type str"),
+    (lambda: PSDCone(0), ValueError, r"n must be an integer >= 1, got n=0"),
+    (lambda: L1DescentCone(5, 6), ValueError, r"s must be an integer in \[1, 5\], got s=6"),
+    (lambda: L1DescentCone(5, 0), ValueError, r"s must be an integer in \[1, 5\], got s=0"),
     (lambda: L1DescentCone(5, 2, signs=[1.0, 0.5]), ValueError, r"signs must be an array of 2 entries equal to \+1 or -1"),
     (lambda: L1DescentCone(5, 2, support=[0, 0]), ValueError, r"support must be 2 distinct indices in \[0, 5\)"),
     (lambda: L1DescentCone(5, 1, nonnegative=True, signs=[-1.0]), ValueError, "signs must all be \\+1 for the nonnegative"),
     (lambda: L1DescentCone.at(np.zeros(3)), ValueError, r"x must be nonzero"),
     (lambda: L1DescentCone.at([1.0, -1.0], nonnegative=True), ValueError, r"x must be non-negative .* got min -1\.0"),
     (lambda: L1DescentCone.at([1.0, np.inf]), ValueError, r"x must be finite"),
-    (lambda: LinfDescentCone(4, 5), ValueError, r"k must satisfy 1 <= k <= d, got k=5, d=4"),
-    (lambda: NuclearDescentCone(3, 4, 4), ValueError, r"r must satisfy 1 <= r <= min\(m, n\), got r=4, m=3, n=4"),
-    (lambda: nuclear_statdim_asymptotic(3, 4, 0), ValueError, r"r must be an integer >= 1, got 0"),
+    (lambda: LinfDescentCone(4, 5), ValueError, r"k must be an integer in \[1, 4\], got k=5"),
+    (lambda: NuclearDescentCone(3, 4, 4), ValueError, r"r must be an integer in \[1, 3\], got r=4"),
+    (lambda: nuclear_statdim_asymptotic(3, 4, 0), ValueError, r"r must be an integer in \[1, 3\], got r=0"),
     (lambda: Subspace(np.ones((3, 2))), ValueError, r"basis must have full column rank"),
     (lambda: Subspace(np.ones((2, 3))), ValueError, r"basis must have at most d columns, got shape \(2, 3\)"),
     (lambda: Subspace(np.ones(3)), ValueError, r"basis must be a \(d, k\) array"),
-    (lambda: Subspace.coordinate(3, 4), ValueError, r"k must satisfy 1 <= k <= d, got k=4, d=3"),
+    (lambda: Subspace.coordinate(3, 4), ValueError, r"k must be an integer in \[1, 3\], got k=4"),
     (lambda: NonnegativeOrthant(3).project(np.zeros((2, 4))), ValueError, r"x must have shape \(\.\.\., 3\)"),
     (lambda: NonnegativeOrthant(3).project(5.0), ValueError, r"got shape \(\)"),
     (lambda: NonnegativeOrthant(3).project([1.0, np.nan, 0.0]), ValueError, r"x must be finite, got NaN or inf"),

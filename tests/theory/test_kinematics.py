@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from theory.cones import CircularCone, LorentzCone, NonnegativeOrthant, Subspace
 from theory.kinematics import a_eta, crofton_probability, gordon_escape_probability, kinematic_formula
@@ -119,23 +120,49 @@ def test_gordon_escape_below_exact():
     assert chi_mean(30) < math.sqrt(30)
 
 
+@pytest.mark.parametrize("d", [100, 1000, 10**5])
+@pytest.mark.parametrize("frac", [-3.0, -1.5, -0.5, 0.5, 1.5, 3.0])
+def test_kinematic_tail_pinned_at_known_margins(d, frac):
+    """Margin λ = δ(C) + δ(K) − d set exactly: the bound is 4exp(−λ²/(8d)) (ALMT Thm. I), 1 − that above d."""
+    margin = frac * math.sqrt(d) * 2.0  # exact in float64 for these d
+    r = kinematic_formula(d / 2 + margin / 2, d / 2 + margin / 2, d)
+    tail = min(1.0, 4 * math.exp(-margin * margin / (8 * d)))
+    assert r.margin == pytest.approx(margin, abs=1e-9)
+    if margin > 0:
+        assert (r.prob_lower, r.prob_upper) == (pytest.approx(1 - tail, rel=1e-12, abs=1e-15), 1.0)
+    else:
+        assert (r.prob_lower, r.prob_upper) == (0.0, pytest.approx(tail, rel=1e-12))
+    half = math.sqrt(8 * math.log(400)) * math.sqrt(d)
+    assert r.half_width == pytest.approx(half, rel=1e-14)
+    assert r.regime == ("infeasible" if margin <= -half else "feasible" if margin >= half else "transition")
+
+
+@pytest.mark.parametrize("m", [1, 2, 7, 60, 1000])
+@pytest.mark.parametrize("frac", [0.0, 0.5, 0.99])
+def test_gordon_escape_pinned(m, frac):
+    """1 − exp(−(λ_m − w)²/2) with λ_m the chi mean (scipy.stats), not √m."""
+    lam = stats.chi(m).mean()
+    w = frac * lam
+    assert gordon_escape_probability(w, m) == pytest.approx(-math.expm1(-0.5 * (lam - w) ** 2), rel=1e-10)
+
+
 @pytest.mark.parametrize(
     "fn, exc, msg",
     [
-        (lambda: a_eta(0.0), ValueError, r"eta must lie in the open interval \(0, 1\), got eta=0\.0"),
+        (lambda: a_eta(0.0), ValueError, r"eta must be a finite number > 0 and < 1, got eta=0\.0"),
         (lambda: a_eta(1.5), ValueError, r"got eta=1\.5"),
         (lambda: a_eta(float("nan")), ValueError, r"got eta=nan"),
-        (lambda: kinematic_formula(5.0, 2.0, 0), ValueError, r"d must be a positive integer, got d=0"),
-        (lambda: kinematic_formula(12.0, 2.0, 10), ValueError, r"delta_C must lie in \[0, d\] = \[0, 10\], got delta_C=12\.0"),
-        (lambda: kinematic_formula(1.0, float("nan"), 10), ValueError, r"delta_K must lie in \[0, d\]"),
-        (lambda: kinematic_formula(1.0, 2.0, 10.0), TypeError, r"d must be an integer, got 10\.0"),
-        (lambda: crofton_probability(CircularCone(5, 0.3), 6), ValueError, r"m must satisfy 0 <= m <= d = 5, got m=6"),
+        (lambda: kinematic_formula(5.0, 2.0, 0), ValueError, r"d must be an integer >= 1, got d=0"),
+        (lambda: kinematic_formula(12.0, 2.0, 10), ValueError, r"delta_C must be a finite number >= 0 and <= 10, got delta_C=12\.0"),
+        (lambda: kinematic_formula(1.0, float("nan"), 10), ValueError, r"delta_K must be a finite number >= 0 and <= 10, got delta_K=nan"),
+        (lambda: kinematic_formula(1.0, 2.0, 10.0), TypeError, r"d must be an integer, got d=10\.0 of type float"),
+        (lambda: crofton_probability(CircularCone(5, 0.3), 6), ValueError, r"m must be an integer in \[0, 5\], got m=6"),
         (lambda: crofton_probability(CircularCone(5, 0.3), -1), ValueError, r"got m=-1"),
         (lambda: crofton_probability([0.5, 0.6], 0), ValueError, r"intrinsic volumes must sum to 1"),
         (lambda: crofton_probability([[0.5, 0.5]], 0), ValueError, r"must be a 1-D array"),
         (lambda: crofton_probability([0.5, np.nan], 0), ValueError, r"finite and non-negative"),
-        (lambda: gordon_escape_probability(-1.0, 3), ValueError, r"width must be finite and non-negative, got width=-1\.0"),
-        (lambda: gordon_escape_probability(1.0, 0), ValueError, r"m must be a positive integer codimension, got m=0"),
+        (lambda: gordon_escape_probability(-1.0, 3), ValueError, r"width must be a finite number >= 0, got width=-1\.0"),
+        (lambda: gordon_escape_probability(1.0, 0), ValueError, r"m must be an integer >= 1, got m=0"),
     ],
 )
 def test_errors(fn, exc, msg):

@@ -92,15 +92,43 @@ def test_ellipsoid_width():
     assert e3.value == pytest.approx(1e3 * math.sqrt(2 / math.pi), rel=1e-9)
 
 
+@pytest.mark.parametrize("d, k", [(1000, 10), (50, 1), (7, 3), (200, 199)])
+def test_sparse_bound_is_the_minimum_over_tau(d, k):
+    """The bound is min_τ √(kτ² + d E(g² − τ²)₊), with E(g² − τ²)₊ by quadrature (independent of the closed form)."""
+    from scipy import integrate, optimize
+
+    def excess(t):
+        return 2 * integrate.quad(lambda x: (x * x - t * t) * stats.norm.pdf(x), t, np.inf, epsabs=0, epsrel=1e-13)[0]
+
+    res = optimize.minimize_scalar(lambda t: k * t * t + d * excess(t), bounds=(0, 10), method="bounded",
+                                   options={"xatol": 1e-10})
+    assert gaussian_width_sparse_bound(d, k) == pytest.approx(math.sqrt(res.fun), rel=1e-9)
+
+
+@pytest.mark.parametrize("m1, m2, a, b", [(1.0, 4.0, 1, 1), (1e-3, 1e3, 2, 3), (7.0, 0.25, 40, 1)])
+def test_ellipsoid_width_against_beta_mixture(m1, m2, a, b):
+    """E√(μ₁X + μ₂Y), X ~ χ²_a, Y ~ χ²_b: = λ_{a+b}·E√(μ₂ + (μ₁ − μ₂)B), B ~ Beta(a/2, b/2) independent of X + Y;
+    the rigorous bounds are their closed forms."""
+    from scipy import integrate
+
+    ref = chi_mean(a + b) * integrate.quad(lambda u: math.sqrt(m2 + (m1 - m2) * u) * stats.beta(a / 2, b / 2).pdf(u), 0, 1,
+                                           epsabs=0, epsrel=1e-12, limit=200)[0]
+    e = gaussian_width_ellipsoid([m1] * a + [m2] * b)
+    assert e.value == pytest.approx(ref, rel=1e-9)
+    tr = m1 * a + m2 * b
+    assert e.upper_bound == pytest.approx(math.sqrt(tr), rel=1e-14)
+    assert e.lower_bounds == pytest.approx((math.sqrt(2 / math.pi * tr), math.sqrt(tr - max(m1, m2))), rel=1e-14)
+
+
 @pytest.mark.parametrize(
     "fn, exc, msg",
     [
         (lambda: chi_mean(0), ValueError, r"k must be positive and finite, got k=0\.0"),
         (lambda: chi_mean(np.nan), ValueError, r"got k=nan"),
-        (lambda: gaussian_width_l1_ball(0), ValueError, r"d must be a positive integer, got 0"),
-        (lambda: gaussian_width_l2_ball(2.0), TypeError, r"d must be an integer, got 2\.0"),
-        (lambda: gaussian_width_sparse_bound(5, 6), ValueError, r"k must satisfy 1 <= k <= d, got k=6, d=5"),
-        (lambda: gaussian_width_sparse_mc(5, 0, 10, np.random.default_rng()), ValueError, r"k must be a positive integer"),
+        (lambda: gaussian_width_l1_ball(0), ValueError, r"d must be an integer >= 1, got d=0"),
+        (lambda: gaussian_width_l2_ball(2.0), TypeError, r"d must be an integer, got d=2\.0 of type float"),
+        (lambda: gaussian_width_sparse_bound(5, 6), ValueError, r"k must be an integer in \[1, 5\], got k=6"),
+        (lambda: gaussian_width_sparse_mc(5, 0, 10, np.random.default_rng()), ValueError, r"k must be an integer in \[1, 5\], got k=0"),
         (lambda: gaussian_width_ellipsoid([1.0, -1.0]), ValueError, r"mu must be non-negative .* got min\(mu\)=-1\.0"),
         (lambda: gaussian_width_ellipsoid([1.0, np.inf]), ValueError, r"mu must be finite"),
         (lambda: gaussian_width_ellipsoid([]), ValueError, r"mu must be non-empty"),
