@@ -21,6 +21,7 @@ solve, so the grid is coarse (``compensated_grid_step``, default 0.1) and bisect
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from torch import nn
 
 from nets.compensate import CompensationConfig, Compensator
 from nets.limit.data import PipelineData
+from nets.limit.parallel import process_group, split_levels
 from nets.limit.search import SearchResult, grid_counts, threshold_search
 from nets.limit.tolerance import ToleranceResult
 from nets.params import flatten, prunable_parameters, unflatten_like
@@ -242,6 +244,27 @@ def measure_magnitude(model: nn.Module, data: PipelineData, tolerance: Tolerance
                 done[0] += 1
                 progress("sweep", min(done[0], grid.size), grid.size)
         return cache[k]
+
+    if process_group()[1] > 1:
+        # the grid levels split across ranks (nets.limit.parallel): each level evaluated once, on the full data,
+        # by its owner; the bisection steps that follow are evaluated by every rank (identically)
+        nan = float("nan")
+        todo = [int(k) for k in grid if int(k) not in cache_train]
+
+        def level(k: int) -> tuple[float, float, float, float]:
+            tl, ta = metrics(k, "train")
+            el, ea = metrics(k, "test") if test_b is not None else (nan, None)
+            return tl, nan if ta is None else ta, el, nan if ea is None else ea
+
+        values, _ = split_levels(todo, level, 4, next(iter(model.parameters())).device)
+        for k, (tl, ta, el, ea) in values.items():
+            cache_train[k] = (tl, None if math.isnan(ta) else ta)
+            if test_b is not None:
+                cache_test[k] = (el, None if math.isnan(ea) else ea)
+        passes = len(todo) * (1 if test_b is None else 2)  # the grid's data passes over all ranks together
+        done[0] = len(todo)
+        if progress is not None:
+            progress("sweep", min(done[0], grid.size), grid.size)
 
     limits: dict[str, CriterionLimit] = {}
     thr = tolerance.threshold
