@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from theory.validation import check_int
+
 __all__ = [
     "FC5",
     "FC12",
@@ -423,8 +425,7 @@ def build_model(
     key = name.lower()
     if key not in _BUILDERS:
         raise ValueError(f"unknown model name={name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got num_classes={num_classes!r}")
+    check_int("num_classes", num_classes, minimum=2)
     try:
         shape = tuple(int(s) for s in input_shape)
     except TypeError as exc:

@@ -57,10 +57,11 @@ def plot_limit(result: Any, path: str | Path) -> Path:
     if fm is not None:
         c = fm.curve()
         full = np.isfinite(c["loss_after"])
-        ax1.plot(c["kept_fraction"][full], np.maximum(c["loss_after"][full], floor), color=FUNDAMENTAL_COLOR, lw=1.6,
-                 marker="o", ms=3, label="training loss, compensated pruning (kept weights re-optimised)")
-        ax1.plot(c["kept_fraction"], np.maximum(c["loss_quadratic_step"], floor), color=FUNDAMENTAL_COLOR, lw=0.9,
-                 ls="--", marker=".", ms=3, alpha=0.7, label="training loss after the quadratic (OBS) step only")
+        if full.any():
+            ax1.plot(c["kept_fraction"][full], np.maximum(c["loss_after"][full], floor), color="C1", lw=1.0, ls="--",
+                     marker="o", ms=3, label="training loss, quadratic step + masked re-optimisation")
+        ax1.plot(c["kept_fraction"], np.maximum(c["loss_quadratic_step"], floor), color=FUNDAMENTAL_COLOR, lw=1.6,
+                 marker=".", ms=4, label="training loss, compensated by the quadratic (OBS) step")
     if r.oracle is not None:
         ax1.plot(x, np.maximum(r.oracle.taylor_loss, floor), color="C5", lw=0.9, ls="--",
                  label="2nd-order Taylor model of the LOMP loss (dense H)")
@@ -77,7 +78,10 @@ def plot_limit(result: Any, path: str | Path) -> Path:
             ax.axvspan(f.predicted_lower, f.predicted_upper, color=FUNDAMENTAL_COLOR, alpha=0.08, lw=0)
         if f.measured is not None:
             ax.axvline(f.measured, color=FUNDAMENTAL_COLOR, lw=1.4, ls=":",
-                       label=lab(f"fundamental limit, measured (compensated): {f.measured:.3f}"))
+                       label=lab(f"fundamental limit, measured (OBS step): {f.measured:.3f}"))
+        if f.measured_reoptimised is not None:
+            ax.axvline(f.measured_reoptimised, color="C1", lw=1.0, ls=":",
+                       label=lab(f"fundamental limit, measured after re-optimisation: {f.measured_reoptimised:.3f}"))
         ax.axvline(mg.predicted, color=MAGNITUDE_COLOR, lw=1.8,
                    label=lab(f"magnitude-pruning limit, predicted ({mg.method}): {mg.predicted:.3f}"))
         if mg.measured is not None:

@@ -28,7 +28,7 @@ from torch.nn.utils import prune as torch_prune
 
 from nets.params import copy_model, flatten, prunable_parameters, unflatten_like
 from theory.limits import kept_count
-from theory.validation import check_fraction, check_torch_generator
+from theory.validation import check_choice, check_fraction, check_int, check_torch_generator
 
 __all__ = [
     "Masks",
@@ -233,20 +233,20 @@ def smart_ratio_masks(
 
 
 def compute_masks(
-    model: nn.Module, method: str, kept_fraction: float, *, generator: torch.Generator | None = None
+    model: nn.Module, pruning_method: str, kept_fraction: float, *, generator: torch.Generator | None = None
 ) -> Masks:
     """Masks by name: ``global_magnitude`` (LOMP), ``layerwise_magnitude``, ``random``, ``smart_ratio``."""
+    method = check_choice("pruning_method", pruning_method, PRUNING_METHODS)
     if method == "global_magnitude":
         return global_magnitude_masks(model, kept_fraction)
     if method == "layerwise_magnitude":
         return layerwise_magnitude_masks(model, kept_fraction)
     if method in ("random", "smart_ratio"):
         if generator is None:
-            raise ValueError(f"method={method!r} needs an explicit torch.Generator (generator=None given)")
+            raise ValueError(f"pruning_method={method!r} needs an explicit torch.Generator (generator=None given)")
         if method == "random":
             return random_masks(model, kept_fraction, generator=generator)
-        return smart_ratio_masks(model, kept_fraction, generator=generator)
-    raise ValueError(f"unknown pruning method={method!r}; choose one of {', '.join(PRUNING_METHODS)}")
+    return smart_ratio_masks(model, kept_fraction, generator=generator)
 
 
 def mask_kept_fraction(masks: Masks) -> float:
@@ -408,13 +408,11 @@ def iterative_magnitude_pruning(
     """
     from nets.train import train
 
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got rounds={rounds!r}")
+    check_int("rounds", rounds, minimum=1)
     p = check_fraction("prune_fraction", prune_fraction)
     if not (0.0 < p < 1.0):
         raise ValueError(f"prune_fraction must lie in (0, 1), got prune_fraction={prune_fraction!r}")
-    if isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int) or not (0 <= rewind_epoch < config.epochs):
-        raise ValueError(f"rewind_epoch must be an int in [0, epochs={config.epochs}), got rewind_epoch={rewind_epoch!r}")
+    check_int("rewind_epoch", rewind_epoch, minimum=0, maximum=config.epochs - 1)
     remove_masks(model)
     snapshot: dict[str, torch.Tensor] = {}
     if rewind_epoch == 0:

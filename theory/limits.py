@@ -40,7 +40,7 @@ from scipy.optimize import brentq
 
 from theory.spectrum import Spectrum
 from theory.kinematics import a_eta
-from theory.validation import check_fraction, check_int, check_positive
+from theory.validation import check_choice, check_fraction, check_int, check_positive, check_real
 
 __all__ = [
     "kept_count",
@@ -459,24 +459,15 @@ def pruning_limit(
     0.75
     """
     # ---- validation -----------------------------------------------------------------------------------
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if negative not in NEGATIVE_POLICIES:
-        raise ValueError(f"negative must be one of {NEGATIVE_POLICIES}, got {negative!r}")
-    if hessian_space not in HESSIAN_SPACES:
-        raise ValueError(f"hessian_space must be one of {HESSIAN_SPACES}, got {hessian_space!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if not (math.isfinite(float(eps)) and float(eps) > 0):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-    eps = float(eps)
-    if isinstance(zero_mass, bool) or not isinstance(zero_mass, (int, float, np.floating, np.integer)):
-        raise TypeError(f"zero_mass must be a real number, got {type(zero_mass).__name__}")
-    if not (0.0 <= float(zero_mass) < 1.0):
-        raise ValueError(f"zero_mass must be in [0, 1), got {zero_mass!r}")
+    check_choice("method", method, METHODS)
+    check_choice("negative", negative, NEGATIVE_POLICIES)
+    check_choice("hessian_space", hessian_space, HESSIAN_SPACES)
+    eps = check_positive("eps", eps)
+    zero_mass = check_real("zero_mass", zero_mass, minimum=0.0, maximum=1.0, open_max=True)
     a = a_eta(eta)
-    if isinstance(n_curve, bool) or not isinstance(n_curve, (int, np.integer)) or n_curve == 1 or n_curve < 0:
-        raise ValueError(f"n_curve must be 0 (no curves) or an integer ≥ 2, got {n_curve!r}")
+    n_curve = check_int("n_curve", n_curve, minimum=0)
+    if n_curve == 1:
+        raise ValueError("n_curve must be 0 (no curves) or an integer >= 2, got n_curve=1")
     spec = _as_spectrum(spectrum)
     profile = MagnitudeProfile(weights)
     N, D = profile.N, spec.dim

@@ -18,7 +18,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "geometry": ("nets.cli.geometry", "statistical dimensions of standard cones: closed form vs Monte Carlo vs cvxpy"),
     "spectrum": ("nets.cli.spectrum", "Hessian spectrum (SLQ) of a network"),
-    "limit": ("nets.cli.limit", "predicted vs actual pruning limit of a network"),
+    "limit": ("nets.cli.limit", "both pruning limits of a network, predicted and measured"),
+    "prune": ("nets.cli.prune", "prune a network to a kept fraction, optionally compensating the kept weights"),
     "grda": ("nets.cli.grda", "train with gRDA vs SGD and report directional-pruning diagnostics"),
 }
 

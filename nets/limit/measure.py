@@ -13,10 +13,13 @@ then refined by bisection between grid levels to ``resolution`` weights
   as ``None``).
 
 *Fundamental limit* (compensated): at each searched level the kept weights are re-optimised on the true loss
-(:class:`nets.compensate.Compensator`: the CG quadratic step, a true-loss line search, masked L-BFGS) and the
-limit is the least kept fraction whose *compensated* training loss is ``≤ L(w*) + ε``. Each level costs a CG
-solve, so the grid is coarse (``compensated_grid_step``, default 0.1) and bisection does the rest to
-``compensated_resolution`` (default 1e-3 of N); costs (HVPs, gradients, forward passes) are recorded.
+(:class:`nets.compensate.Compensator`) and the limit is the least kept fraction whose *compensated* training
+loss is ``≤ L(w*) + ε``. Two compensations, two searches: the quadratic (OBS) step with its true-loss line
+search — the primary measurement, of the same local compensation the second-order predictions describe — and
+that step followed by masked L-BFGS re-optimisation, which can reach sparse points far outside the quadratic
+model (both exhibit points of the sublevel set, so both are upper bounds on the limit; the re-optimised one is
+the tighter). Each level costs a CG solve, so the grid is coarse (``compensated_grid_step``, default 0.1) and
+bisection does the rest to ``compensated_resolution`` (default 1e-3 of N); costs are recorded.
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ class MeasureConfig:
 
     ``grid_step``: kept-fraction step of the LOMP curves (≥ 1/(MAX_GRID_LEVELS − 1)); ``resolution``: width in
     weights at which LOMP bisection stops; ``accuracy_tolerance``; ``fundamental``: measure the compensated
-    limit at all; ``compensation``: :class:`nets.compensate.CompensationConfig` of each level (default: 50
-    masked L-BFGS evaluations after the quadratic step); ``compensated_grid_step`` and
+    limit at all; ``reoptimise``: also measure it after masked re-optimisation; ``compensation``:
+    :class:`nets.compensate.CompensationConfig` of each level (default: 50 masked L-BFGS evaluations of the
+    re-optimisation after the quadratic step); ``compensated_grid_step`` and
     ``compensated_resolution`` (a kept fraction) of its search; ``eval_batch_size`` of the loss evaluations.
     """
 
@@ -66,6 +70,7 @@ class MeasureConfig:
     resolution: int = 1
     accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE
     fundamental: bool = True
+    reoptimise: bool = True
     compensation: CompensationConfig = field(default_factory=lambda: CompensationConfig(steps=50))
     compensated_grid_step: float = 0.1
     compensated_resolution: float = 1e-3
@@ -78,8 +83,9 @@ class MeasureConfig:
                              f"limit is refined by bisection anyway, so use grid_step >= {1 / (MAX_GRID_LEVELS - 1):g}")
         check_int("resolution", self.resolution, minimum=1)
         check_fraction("accuracy_tolerance", self.accuracy_tolerance)
-        if not isinstance(self.fundamental, bool):
-            raise TypeError(f"fundamental must be a bool, got fundamental={self.fundamental!r}")
+        for name in ("fundamental", "reoptimise"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {name}={getattr(self, name)!r}")
         if not isinstance(self.compensation, CompensationConfig):
             raise TypeError(f"compensation must be a CompensationConfig, got {type(self.compensation).__name__}")
         check_real("compensated_grid_step", self.compensated_grid_step, minimum=0.0, maximum=1.0, open_min=True)
@@ -147,17 +153,20 @@ class MagnitudeMeasurement:
 
 @dataclass(frozen=True)
 class FundamentalMeasurement:
-    """The compensated searches over kept counts (grid + bisection):
+    """The compensated searches over kept counts (grid + bisection), both on the true training loss:
 
-    ``search``: with the full compensation (the quadratic step, then masked re-optimisation) — *the* measured
-    fundamental limit; ``search_local``: with the quadratic step and its true-loss line search only — the
-    local measurement, closest to what the quadratic theory models. ``levels``: one
-    :meth:`nets.compensate.CompensationResult.to_dict` per evaluated level (``loss_after`` is None where only
-    the quadratic step was run); costs of both searches together.
+    ``search``: compensation by the quadratic (OBS) step with its true-loss line search — the measured
+    fundamental limit that the predictions model (they are second-order models around ``w*``); a point found
+    is in the sublevel set, so it is an upper bound on the limit defined with the best point on the support.
+    ``search_reoptimised`` (None when switched off): the quadratic step followed by masked re-optimisation of
+    the kept weights (``compensation.steps`` L-BFGS evaluations per level) — a tighter upper bound, which also
+    reaches points far outside the quadratic model's reach. ``levels``: one
+    :meth:`nets.compensate.CompensationResult.to_dict` per evaluated level (``loss_after`` is None where the
+    re-optimisation was not run); costs of both searches together.
     """
 
     search: SearchResult
-    search_local: SearchResult
+    search_reoptimised: SearchResult | None
     levels: tuple[dict[str, Any], ...]
     hvps: int
     gradients: int
@@ -167,6 +176,7 @@ class FundamentalMeasurement:
 
     @property
     def kept_fraction(self) -> float:
+        """The measured fundamental limit with the quadratic (OBS) step (the primary measurement)."""
         return self.search.kept_fraction
 
     @property
@@ -174,8 +184,9 @@ class FundamentalMeasurement:
         return self.search.kept_count
 
     @property
-    def kept_fraction_local(self) -> float:
-        return self.search_local.kept_fraction
+    def kept_fraction_reoptimised(self) -> float | None:
+        """The measured limit after masked re-optimisation (None when not run)."""
+        return None if self.search_reoptimised is None else self.search_reoptimised.kept_fraction
 
     def curve(self) -> dict[str, np.ndarray]:
         """Per evaluated level sorted by kept fraction: the compensated loss (NaN where not re-optimised), the
@@ -191,8 +202,9 @@ class FundamentalMeasurement:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kept_fraction": self.kept_fraction, "kept_count": self.kept_count,
-                "kept_fraction_local": self.kept_fraction_local, "search": self.search.to_dict(),
-                "search_local": self.search_local.to_dict(), "levels": list(self.levels), "hvps": self.hvps,
+                "kept_fraction_reoptimised": self.kept_fraction_reoptimised, "search": self.search.to_dict(),
+                "search_reoptimised": None if self.search_reoptimised is None else self.search_reoptimised.to_dict(),
+                "levels": list(self.levels), "hvps": self.hvps,
                 "gradients": self.gradients, "forward_passes": self.forward_passes, "seconds": self.seconds,
                 "compensation": dict(self.compensation.__dict__)}
 
@@ -308,8 +320,8 @@ def _criterion(name: str, description: str, threshold: float, s: SearchResult) -
 
 def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, config: MeasureConfig,
                         progress: Progress | None = None, *, hint: float | None = None) -> FundamentalMeasurement:
-    """The compensated limits (module docstring): the full-compensation search, then the quadratic-step-only
-    search reusing every level already computed. ``hint`` (e.g. the predicted kept fraction) is added to the
+    """The compensated limits (module docstring): the quadratic-step search, then the re-optimised search
+    reusing every level already computed. ``hint`` (e.g. the predicted kept fraction) is added to the
     grid so that the bisection bracket around it is found early."""
     t0 = time.perf_counter()
     N = compensator.N
@@ -346,12 +358,15 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
                 progress("compensated", min(calls[0], total_guess), total_guess)
         return d
 
-    search = threshold_search(lambda ks: [level(k, True)["loss_after"] for k in ks], lambda v: v <= thr, N,
+    # the quadratic step first (cheap: a CG solve per level), then the re-optimised search reusing its levels
+    search = threshold_search(lambda ks: [level(k, False)["loss_quadratic_step"] for k in ks], lambda v: v <= thr, N,
                               grid.tolist(), resolution=resolution)
-    local = threshold_search(lambda ks: [level(k, False)["loss_quadratic_step"] for k in ks], lambda v: v <= thr, N,
-                             grid.tolist(), resolution=resolution)
+    reopt = None
+    if config.reoptimise and compensator.config.steps > 0:
+        reopt = threshold_search(lambda ks: [level(k, True)["loss_after"] for k in ks], lambda v: v <= thr, N,
+                                 grid.tolist(), resolution=resolution)
     c = compensator.operator.cost()
-    return FundamentalMeasurement(search=search, search_local=local, levels=tuple(levels.values()),
+    return FundamentalMeasurement(search=search, search_reoptimised=reopt, levels=tuple(levels.values()),
                                   hvps=c["hvps"] - h0, gradients=c["gradients"] - g0 + opt_evals,
                                   forward_passes=compensator.forward_passes - f0, seconds=time.perf_counter() - t0,
                                   compensation=compensator.config)

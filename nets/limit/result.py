@@ -62,11 +62,17 @@ class LimitPair:
     measured: float | None
     measured_by: str
     band_covers: str = "SLQ standard error and the kinematic-formula width only (not the model error)"
+    measured_reoptimised: float | None = None
 
     @property
     def gap(self) -> float | None:
         """``predicted − measured`` (None without a measurement)."""
         return None if self.measured is None else self.predicted - self.measured
+
+    @property
+    def gap_reoptimised(self) -> float | None:
+        """``predicted − measured_reoptimised`` (the fundamental limit only; None otherwise)."""
+        return None if self.measured_reoptimised is None else self.predicted - self.measured_reoptimised
 
     @property
     def within_band(self) -> bool | None:
@@ -78,6 +84,7 @@ class LimitPair:
         return {"name": self.name, "predicted": self.predicted, "method": self.method,
                 "predicted_lower": self.predicted_lower, "predicted_upper": self.predicted_upper,
                 "measured": self.measured, "measured_by": self.measured_by, "gap": self.gap,
+                "measured_reoptimised": self.measured_reoptimised, "gap_reoptimised": self.gap_reoptimised,
                 "within_band": self.within_band, "band_covers": self.band_covers,
                 "removed_fraction_predicted": 1.0 - self.predicted,
                 "removed_fraction_measured": None if self.measured is None else 1.0 - self.measured}
@@ -147,7 +154,8 @@ class LimitResult:
         m = self.fundamental_measurement
         return LimitPair("fundamental", p.kept_fraction, self.fundamental_prediction.method, p.kept_fraction_lower,
                          p.kept_fraction_upper, None if m is None else m.kept_fraction,
-                         "compensated pruning, training loss <= L(w*) + eps")
+                         "compensated pruning by the quadratic (OBS) step, training loss <= L(w*) + eps",
+                         measured_reoptimised=None if m is None else m.kept_fraction_reoptimised)
 
     @property
     def magnitude(self) -> LimitPair:
@@ -213,6 +221,9 @@ class LimitResult:
         for pair, label in ((self.fundamental, "fundamental (compensated)"), (self.magnitude, "magnitude pruning (LOMP)")):
             band = ("—" if pair.predicted_lower is None else f"[{pair.predicted_lower:.4f}, {pair.predicted_upper:.4f}]")
             out.append((f"{label}, {pair.method}", pair.predicted, band, pair.measured, pair.gap))
+            if pair.measured_reoptimised is not None:
+                out.append(("  … measured after re-optimisation", None, "", pair.measured_reoptimised,
+                            pair.gap_reoptimised))
         return out
 
     def summary(self) -> str:
@@ -223,7 +234,8 @@ class LimitResult:
         head = f"{'limit, prediction method':38s} {'predicted':>9s}  {'band':17s} {'measured':>8s} {'gap':>8s}"
         lines = [head, "-" * len(head)]
         for label, pred, band, meas, gap in self.rows():
-            lines.append(f"{label:38s} {f(pred):>9s}  {band:17s} {f(meas):>8s} {f(gap, '+.4f'):>8s}")
+            pred_s = "" if pred is None and not band else f(pred)
+            lines.append(f"{label:38s} {pred_s:>9s}  {band:17s} {f(meas):>8s} {f(gap, '+.4f'):>8s}")
         lines.append("")
         lines.append("secondary (kept fraction; removed = 1 − kept)")
         fp = self.fundamental_prediction
@@ -238,9 +250,6 @@ class LimitResult:
             lines.append(f"  magnitude, haar (spectral only): {mp.haar.kept_fraction:.4f} ± {f(mp.haar.stderr)}")
         elif mp.taylor is not None:
             lines.append(f"  magnitude, taylor: {mp.taylor.kept_fraction:.4f}")
-        if self.fundamental_measurement is not None:
-            lines.append(f"  fundamental measured, quadratic (OBS) step only: "
-                         f"{self.fundamental_measurement.kept_fraction_local:.4f}")
         for name, lim in self.magnitude_measurement.limits.items():
             if name == "train_loss":
                 continue
@@ -350,6 +359,14 @@ def diagnose(
             out.append(LimitWarning("eps-below-noise", f"eps = {tolerance.eps:.3g} is below the Hessian-estimation noise "
                                     f"at the predicted limit (½R²·2·se(tr H/N) = {noise:.3g}): raise --slq-probes, or "
                                     "pass a larger --eps"))
+    if fundamental_measurement is not None and fundamental_measurement.kept_fraction_reoptimised is not None:
+        lo = fundamental_measurement.kept_fraction_reoptimised
+        if fundamental_measurement.kept_fraction - lo > 0.1:
+            out.append(LimitWarning(
+                "beyond-quadratic", f"re-optimising the kept weights reaches a fundamental limit of {lo:.4f}, far below "
+                f"the {fundamental_measurement.kept_fraction:.4f} of the quadratic (OBS) step: the loss valley extends "
+                "well beyond the second-order model around w*, which the spectral predictions describe; for the "
+                "sparsity you can actually reach, use the re-optimised value (and fine-tune: prunelimit prune)"))
     # prediction vs measurement, per limit
     for name, pred_lo, pred_hi, pred, meas in (
         ("fundamental", fundamental_prediction.primary.kept_fraction_lower,

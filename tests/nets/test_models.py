@@ -103,7 +103,7 @@ def test_mlp_hidden_option_and_dtype():
     [
         (("resnet9", 10, (3, 32, 32)), {}, ValueError, "unknown model name='resnet9'"),
         ((3, 10, (3, 32, 32)), {}, TypeError, "name must be a str"),
-        (("fc5", 1, (3, 32, 32)), {}, ValueError, "num_classes must be an int >= 2"),
+        (("fc5", 1, (3, 32, 32)), {}, ValueError, "num_classes must be an integer >= 2, got num_classes=1"),
         (("alexnet", 10, (3, 64, 64)), {}, ValueError, "defined for 32x32 images"),
         (("vgg16", 10, (3072,)), {}, ValueError, r"needs an image input_shape \(C, H, W\)"),
         (("resnet18", 10, (3, 4, 4)), {}, ValueError, "at least 8x8"),
