@@ -377,10 +377,10 @@ def train(
       (see the module docstring for the sharding and the loss scaling). Only rank 0 writes files.
     - ``start_epoch``: begin at this epoch of the schedule with a fresh optimiser (weight rewinding in
       iterative magnitude pruning); the data generator is seeded by ``config.seed`` as usual.
-    - torch's thread count is capped at one per physical core for the call (:func:`nets.threads.library_threads`)
+    - torch's thread count is capped at one per physical core for the call (:func:`nets.resources.library_threads`)
       and recorded in ``result.extra["threads"]``.
     """
-    from nets.threads import library_threads
+    from nets.resources import library_threads
 
     with library_threads() as threads:
         result = _train(model, data, config, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,

@@ -11,7 +11,7 @@ is used; torch prune masks are made permanent on the copy only).
 
 Before any work the run checks that its stages fit in the device's memory (:mod:`nets.limit.preflight`: a
 forced oracle or an SLQ basis that cannot fit is refused, an automatic oracle that cannot is skipped, with a
-warning), caps torch's thread count at one per physical core (:func:`nets.threads.library_threads`), and
+warning), caps torch's thread count at one per physical core (:func:`nets.resources.library_threads`), and
 logs one line per finished stage with its time and cost (logger ``nets.limit.pipeline``, level INFO). Under
 ``torch.distributed`` the Hessian data and the sweep levels are split across the ranks
 (:mod:`nets.limit.parallel`); every rank returns the same result.
@@ -50,7 +50,7 @@ from nets.limit.spectrum import (
 )
 from nets.limit.tolerance import ToleranceConfig, estimate_tolerance
 from nets.params import copy_model, count_parameters, flatten, prunable_parameters
-from nets.threads import library_threads
+from nets.resources import library_threads
 from theory.validation import check_int
 
 __all__ = ["LimitConfig", "estimate_pruning_limit", "describe_cost"]

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -207,52 +205,18 @@ def plan_memory(
     return MemoryPlan(int(base), tuple(stages), N, P, a)
 
 
-def _cgroup_memory_left() -> int | None:
-    for limit_f, usage_f in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                             ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                              "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            raw = Path(limit_f).read_text().strip()
-            if raw == "max":
-                return None
-            limit = int(raw)
-            if limit >= 1 << 60:  # v1's "unlimited"
-                return None
-            return max(0, limit - int(Path(usage_f).read_text().strip()))
-        except (OSError, ValueError):
-            continue
-    return None
-
-
 def available_memory(device: str | torch.device = "cpu") -> int | None:
-    """Bytes the device can still give this process, or None when unknown.
+    """Bytes the device can still give this process, or None when unknown: CPU: :func:`nets.resources.
+    host_memory_available`; CUDA: the free memory of ``torch.cuda.mem_get_info``; other devices: unknown."""
+    from nets.resources import host_memory_available
 
-    CPU: ``MemAvailable`` of ``/proc/meminfo``, lowered to the cgroup's remaining limit; CUDA: the free memory
-    of ``torch.cuda.mem_get_info``; other devices: unknown.
-    """
     dev = torch.device(device)
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
         return int(free)
     if dev.type != "cpu":
         return None
-    avail = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-                break
-    except OSError:
-        pass
-    if avail is None and hasattr(os, "sysconf"):
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            avail = None
-    cg = _cgroup_memory_left()
-    if cg is not None:
-        avail = cg if avail is None else min(avail, cg)
-    return avail
+    return host_memory_available()
 
 
 def check_plan(plan: MemoryPlan, config: Any, available: int | None, *, names: dict[str, str] | None = None,

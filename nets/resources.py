@@ -1,4 +1,9 @@
-"""How many torch CPU threads a run should use, chosen once and recorded.
+"""The machine a run may use: how many torch CPU threads (chosen once and recorded) and how much host memory.
+
+Memory: :func:`host_memory_available` is ``MemAvailable`` of ``/proc/meminfo`` lowered to what the process's
+cgroup still allows (torch-free, so ``prunelimit geometry`` can check its sizes without importing torch).
+
+Threads:
 
 torch starts with as many intra-op threads as OpenMP offers (usually every logical CPU of the machine), which
 oversubscribes a process pinned to fewer CPUs (``taskset``, a container's cpuset, a batch scheduler) and runs
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ThreadChoice", "allowed_cpus", "physical_cores", "cgroup_cpu_limit", "choose_threads", "use_threads",
-           "library_threads", "THREADS_ENV"]
+           "library_threads", "THREADS_ENV", "host_memory_available"]
 
 #: Environment variable that fixes the thread count of every prunelimit run (like ``--threads``).
 THREADS_ENV = "PRUNELIMIT_THREADS"
@@ -178,3 +183,41 @@ def library_threads() -> Iterator[ThreadChoice]:
                               rule.local_processes)
     with use_threads(choice) as c:
         yield c
+
+
+def _cgroup_memory_left() -> int | None:
+    for limit_f, usage_f in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                             ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                              "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            raw = Path(limit_f).read_text().strip()
+            if raw == "max":
+                return None
+            limit = int(raw)
+            if limit >= 1 << 60:  # v1's "unlimited"
+                return None
+            return max(0, limit - int(Path(usage_f).read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def host_memory_available() -> int | None:
+    """Bytes of host memory this process can still get (module docstring), or None when unknown."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        avail = None
+    if avail is None and hasattr(os, "sysconf"):
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            avail = None
+    cg = _cgroup_memory_left()
+    if cg is not None:
+        avail = cg if avail is None else min(avail, cg)
+    return avail
