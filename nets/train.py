@@ -335,10 +335,12 @@ def evaluate(
 def tqdm_progress(total_epochs: int, **tqdm_kwargs: Any) -> Callable[[dict[str, float]], None]:
     """A ``progress`` callback for :func:`train` that drives a ``tqdm`` bar (for the CLI; the library never prints).
 
-    The bar closes itself after the last epoch.
+    The bar closes itself after the last epoch. It is drawn only when its stream is a terminal (tqdm's
+    ``disable=None``), so a log file or pipe gets no carriage-return updates; pass ``disable=False`` to force it.
     """
     from tqdm.auto import tqdm
 
+    tqdm_kwargs.setdefault("disable", None)
     bar = tqdm(total=total_epochs, unit="epoch", **tqdm_kwargs)
 
     def update(record: dict[str, float]) -> None:

@@ -222,7 +222,10 @@ def run_command(command: str, run: Callable[[argparse.Namespace], int | None], a
                 if isinstance(exc.code, int) or exc.code is None:
                     return int(exc.code or 0)
                 if ctx.is_main:
-                    report(command, str(exc.code), exc=exc, debug=ctx.debug)
+                    text = str(exc.code)
+                    for prefix in (f"prunelimit {command}: error: ", f"prunelimit {command}: "):
+                        text = text[len(prefix):] if text.startswith(prefix) else text
+                    report(command, text, exc=exc, debug=ctx.debug)
                 return EXIT_USAGE
             except FloatingPointError as exc:  # divergence
                 if ctx.is_main:
@@ -238,8 +241,9 @@ def run_command(command: str, run: Callable[[argparse.Namespace], int | None], a
                        prefix=_rank_prefix(ctx))
                 return EXIT_FAILURE
             except Exception as exc:  # noqa: BLE001 - the last resort of the error path
-                if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (a RuntimeError)
-                    msg = (f"out of device memory ({one(exc)}); lower the sizes of the run (samples, probes, batch "
+                if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):
+                    # torch.OutOfMemoryError (CUDA) or the CPU allocator's RuntimeError
+                    msg = (f"out of memory ({one(exc)}); lower the sizes of the run (samples, probes, batch "
                            "size) or use a device with more memory")
                 else:
                     msg = f"unexpected {type(exc).__name__}: {one(exc)} (rerun with --debug for the traceback)"

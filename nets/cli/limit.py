@@ -58,8 +58,9 @@ TRAINING_OPTIONS = {"epochs": "--epochs", "lr": "--lr", "l1": "--l1", "warmup_ep
 # ---------------------------------------------------------------------------------------------- arguments
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str) -> None:
-    """Options shared by ``prunelimit limit``, ``spectrum`` and ``prune``: model, data, training, SLQ, device."""
+def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str, spectrum: bool = True) -> None:
+    """Options shared by ``prunelimit limit``, ``spectrum`` and ``prune``: model, data, training, device, and
+    (``spectrum=True``) the SLQ settings."""
     from nets.data import DATASET_NAMES, SYNTHETIC_CIFAR_SIZES
     from nets.models import MODEL_NAMES
 
@@ -85,17 +86,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str) ->
     g.add_argument("--warmup-epochs", type=nonneg_int, default=None,
                    help="linear learning-rate warm-up epochs (default: the paper's, 5 for alexnet/vgg16/resnet*; 0 "
                         "otherwise); must be below --epochs under the cosine schedule of resnet*")
-    s = parser.add_argument_group("Hessian spectrum (SLQ)")
-    s.add_argument("--slq-steps", type=positive(int), default=128,
-                   help="Lanczos steps per probe (default 128, the authors'; at most N, where it is exact)")
-    s.add_argument("--slq-probes", type=positive(int), default=4,
-                   help="SLQ probes (default 4; the authors used 1, which leaves the standard error unknown)")
-    s.add_argument("--deflate", type=positive(int), default=None, help="deflate the top-k eigenpairs before SLQ")
-    s.add_argument("--hessian-batch-size", type=positive(int), default=1024,
-                   help="batch size of the Hessian data (the full un-augmented training set; default 1024)")
-    s.add_argument("--hessian-samples", type=positive(int), default=None,
-                   help="use a fixed random subset of this many training samples for the Hessian (default: all; "
-                        "more than the training set uses all, as recorded in the JSON)")
+    if spectrum:
+        add_spectrum_arguments(parser)
     r = parser.add_argument_group("run")
     r.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda, cuda:1)")
     r.add_argument("--seed", type=nonneg_int, default=0,
@@ -108,6 +100,21 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, out_default: str) ->
                    help="discard the training saved in --out (and this command's outputs there) and start afresh")
     r.add_argument("--no-progress", action="store_true",
                    help="no progress (default: bars on a terminal, one line per stage otherwise)")
+
+
+def add_spectrum_arguments(parser: argparse.ArgumentParser) -> None:
+    """The SLQ options of ``prunelimit limit`` and ``spectrum``."""
+    s = parser.add_argument_group("Hessian spectrum (SLQ)")
+    s.add_argument("--slq-steps", type=positive(int), default=128,
+                   help="Lanczos steps per probe (default 128, the authors'; at most N, where it is exact)")
+    s.add_argument("--slq-probes", type=positive(int), default=4,
+                   help="SLQ probes (default 4; the authors used 1, which leaves the standard error unknown)")
+    s.add_argument("--deflate", type=positive(int), default=None, help="deflate the top-k eigenpairs before SLQ")
+    s.add_argument("--hessian-batch-size", type=positive(int), default=1024,
+                   help="batch size of the Hessian data (the full un-augmented training set; default 1024)")
+    s.add_argument("--hessian-samples", type=positive(int), default=None,
+                   help="use a fixed random subset of this many training samples for the Hessian (default: all; "
+                        "more than the training set uses all, as recorded in the JSON)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -222,7 +229,7 @@ def prepare(args: argparse.Namespace, config: Any = None, *, outputs: tuple[str,
 
     from nets.cli._preflight import check_memory, check_out_dir, check_resume, record_run, training_identity
     from nets.models import build_model
-    from nets.train import CHECKPOINT_NAME, load_state_dict, train
+    from nets.train import CHECKPOINT_NAME, train
 
     ctx = context()
     check_model_options(args)
@@ -261,7 +268,7 @@ def prepare(args: argparse.Namespace, config: Any = None, *, outputs: tuple[str,
         log.warning("%s", note)
     t0 = time.perf_counter()
     if args.checkpoint is not None:
-        load_state_dict(model, args.checkpoint)
+        _load_checkpoint(model, args)
         model.to(args.device)
         info.update({"source": "checkpoint", "checkpoint": str(args.checkpoint)})
     else:
@@ -280,6 +287,31 @@ def prepare(args: argparse.Namespace, config: Any = None, *, outputs: tuple[str,
                                                          if res.resumed_from else ""))
     info["seconds"] = time.perf_counter() - t0
     return model, data, info, config
+
+
+def _load_checkpoint(model: Any, args: argparse.Namespace) -> None:
+    """``--checkpoint`` into ``model``; an unreadable file or another architecture is a :class:`UserError`."""
+    import re
+
+    from nets.train import load_state_dict
+
+    what = f"--model {args.model}" + ("" if args.hidden is None else f" --hidden {' '.join(map(str, args.hidden))}")
+    try:
+        load_state_dict(model, args.checkpoint)
+    except ValueError as exc:
+        text = str(exc)
+        m = re.search(r"size mismatch for ([\w.]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+                      r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)", text)
+        if m:
+            why = f"{m.group(1)} is {m.group(2)} in the file and {m.group(3)} in the model"
+        elif "does not fit" in text:
+            why = text.split(": ", 1)[-1].split(". ")[0]
+        else:
+            raise UserError(f"--checkpoint {args.checkpoint} is not a nets.train checkpoint or a torch.save'd "
+                            "state_dict readable with weights_only=True", option="--checkpoint",
+                            value=str(args.checkpoint)) from exc
+        raise UserError(f"--checkpoint {args.checkpoint} does not fit {what} ({why}); pass the options the "
+                        "checkpoint was trained with", option="--checkpoint", value=str(args.checkpoint)) from exc
 
 
 def check_model_size(meta_model: Any, args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser, out_default="prunelimit-prune")
+    add_model_arguments(parser, out_default="prunelimit-prune", spectrum=False)
     p = parser.add_argument_group("pruning")
     p.add_argument("--kept-fraction", type=fraction, required=True,
                    help="fraction of the prunable weights to keep (the largest magnitudes), in [0, 1]")

@@ -258,15 +258,16 @@ def check_plan(plan: MemoryPlan, config: Any, available: int | None, *, names: d
     # the cached graphs: switch to streaming products when the plan does not fit with them
     h = plan.stage("hessian products")
     if switch_cache and h is not None and h.persistent and plan.peak > budget:
-        sp = replace(config.spectrum, cache_graph=False)
-        ms = replace(config.measurement, compensation=replace(config.measurement.compensation, cache_graph=False))
-        config = replace(config, spectrum=sp, measurement=ms)
-        k = sp.n_probes
-        stream = int((1 + k) * 2 * plan.activation_bytes_per_sample * sp.batch_size)
-        plan = replace(plan, stages=tuple(StageMemory("hessian products", stream, False, "streaming")
-                                          if s.stage == "hessian products" else s for s in plan.stages))
-        messages.append(f"the cached first-order graphs ({_fmt(h.bytes)}) do not fit beside the rest in "
-                        f"{_fmt(budget)}: streaming Hessian products instead (one data pass per product)")
+        sp = config.spectrum
+        stream = int((1 + sp.n_probes) * 2 * plan.activation_bytes_per_sample * sp.batch_size)
+        streamed = replace(plan, stages=tuple(StageMemory("hessian products", stream, False, "streaming")
+                                              if s.stage == "hessian products" else s for s in plan.stages))
+        if streamed.peak < plan.peak:  # (on a small data set the graphs of all of it can be the smaller)
+            ms = replace(config.measurement, compensation=replace(config.measurement.compensation, cache_graph=False))
+            config = replace(config, spectrum=replace(sp, cache_graph=False), measurement=ms)
+            plan = streamed
+            messages.append(f"the cached first-order graphs ({_fmt(h.bytes)}) do not fit beside the rest in "
+                            f"{_fmt(budget)}: streaming Hessian products instead (one data pass per product)")
     if refuse_peak and plan.peak > budget:
         worst = max(plan.stages, key=lambda st: st.bytes)
         raise MemoryRefusal(
