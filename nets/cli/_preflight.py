@@ -172,19 +172,20 @@ def _show(key: str, value: Any) -> str:
     return f"{opt} {value:g}" if isinstance(value, float) else f"{opt} {value}"
 
 
-def check_resume(out: Path, identity: dict[str, Any], *, overwrite: bool, outputs: tuple[str, ...] = ()) -> None:
+def check_resume(out: Path, identity: dict[str, Any], *, overwrite: bool, outputs: tuple[str, ...] = (),
+                 check: bool = True) -> None:
     """Refuse to resume a different training in ``out`` (module docstring); ``overwrite=True`` removes the saved
-    training, the run record and this command's ``outputs`` (only those files) instead."""
+    training, the run record and this command's ``outputs`` (only those files) instead; ``check=False`` does
+    neither check nor remove (the other ranks of an ``--overwrite`` run)."""
     from nets.train import CHECKPOINT_NAME, HISTORY_NAME
 
     train_dir = out / "train"
     ckpt = train_dir / CHECKPOINT_NAME
     if overwrite:
         for f in (ckpt, train_dir / HISTORY_NAME, out / RUN_FILE, *(out / o for o in outputs)):
-            if f.is_file():
-                f.unlink()
+            f.unlink(missing_ok=True)
         return
-    if not ckpt.exists():
+    if not check or not ckpt.exists():
         return
     saved: dict[str, Any] | None = None
     try:

@@ -261,7 +261,9 @@ def prepare(args: argparse.Namespace, config: Any = None, *, outputs: tuple[str,
     info: dict[str, Any] = {"model": args.model, "data": data.name, "notes": notes}
     if tcfg is not None:
         identity = training_identity(args, tcfg)
-        check_resume(args.out, identity, overwrite=args.overwrite, outputs=outputs)
+        # under torchrun rank 0 alone removes (--overwrite) and records; train() waits for it at a barrier
+        check_resume(args.out, identity, overwrite=args.overwrite and ctx.is_main, outputs=outputs,
+                     check=not args.overwrite)
         if ctx.is_main:
             record_run(args.out, ctx.command, identity)
     for note in notes:

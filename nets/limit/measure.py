@@ -24,6 +24,7 @@ bisection does the rest to ``compensated_resolution`` (default 1e-3 of N); costs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -341,13 +342,21 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
              "predicted_increase_compensated": 0.0, "step_size": 0.0, "cg": None, "optimizer": None,
              "optimizer_evaluations": 0, "hvps": 0, "gradients": 0, "forward_passes": 0, "seconds": 0.0}
 
+    quadratic: dict[int, Any] = {}  # the quadratic-step results the re-optimised search continues from
+    on_grid = {int(k) for k in grid}
+
     def level(k: int, full: bool) -> dict[str, Any]:
         nonlocal opt_evals
         d = levels.get(k)
         if k == N:
             d = levels[k] = dense
         elif d is None or (full and d["loss_after"] is None):
-            r = compensator(k, reoptimise=full)
+            if full and k in quadratic:  # the same result as compensator(k, reoptimise=True), one CG solve fewer
+                r = compensator.reoptimise(k, quadratic.pop(k))
+            else:
+                r = compensator(k, reoptimise=full)
+                if not full and k in on_grid:  # the grid is what the re-optimised search evaluates first
+                    quadratic[k] = dataclasses.replace(r, weights=r.weights.cpu())
             d = r.to_dict()
             if not full:
                 d["loss_after"] = None

@@ -39,7 +39,7 @@ from nets.limit.oracle import OracleConfig, quadratic_oracle
 from nets.limit.predict import PredictionConfig, predict_fundamental, predict_magnitude
 from nets.limit.result import LimitResult, diagnose
 from nets.limit.parallel import process_group
-from nets.limit.preflight import MemoryRefusal, available_memory, check_plan, plan_memory
+from nets.limit.preflight import available_memory, check_plan, plan_memory
 from nets.limit.spectrum import (
     SpectrumConfig,
     estimate_spectrum,
@@ -193,7 +193,7 @@ def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn
     N = int(w_star.numel())
     if not bool(torch.isfinite(w_star).all()):
         raise ValueError("the model's prunable weights contain NaN or inf")
-    rank, world = process_group()
+    _, world = process_group()
     if data.n_train < world:
         raise ValueError(f"train_data holds {data.n_train} samples, fewer than the {world} processes sharing it")
     # ---- memory of every stage against the device's (before any work) ------------------------------------------

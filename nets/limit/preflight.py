@@ -19,7 +19,8 @@ The estimates (ours; upper estimates, calibrated on the MLP/CNN/FC5/ResNet-18 of
   kept in each graph); persistent from the spectrum to the end of the run;
 * streaming products instead: ``(1 + k)·2·a·b``, one batch at a time;
 * SLQ: :func:`slq_memory_bytes` (the Lanczos basis ``k·m·N`` and working vectors);
-* compensated pruning: a model copy ``P``, CG vectors ``8·N·8`` and the L-BFGS history ``2·20·N·s``;
+* compensated pruning: a model copy ``P``, CG vectors ``8·N·8``, the L-BFGS history ``2·20·N·s`` and the
+  quadratic steps of the coarse grid's levels kept for the re-optimised search (``(1/step + 2)·N·s``);
 * the dense-Hessian oracle: :meth:`nets.limit.OracleConfig.memory_bytes` (``4·8·N²``) plus a float64 model;
 * the sweep: one evaluation batch's activations ``a·b`` and three ``N``-vectors.
 
@@ -195,8 +196,10 @@ def plan_memory(
     stages.append(StageMemory("spectrum", slq_memory_bytes(N, steps=steps, n_probes=k, operator_dtype=p0.dtype),
                               False, f"SLQ {k} probes x {steps} steps on N = {N}"))
     if ms.fundamental:
-        comp = P + 8 * N * 8 + 2 * 20 * N * s
-        stages.append(StageMemory("compensated", int(comp), False, "model copy, CG vectors, L-BFGS history"))
+        grid = int(round(1.0 / ms.compensated_grid_step)) + 2
+        comp = P + 8 * N * 8 + 2 * 20 * N * s + grid * N * s
+        stages.append(StageMemory("compensated", int(comp), False,
+                                  "model copy, CG vectors, L-BFGS history, the grid levels' quadratic steps"))
     stages.append(StageMemory("sweep", int(a * min(ms.eval_batch_size, n_train) + 3 * N * 8), False,
                               "one evaluation batch"))
     if config.oracle.runs(N):
