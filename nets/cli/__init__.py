@@ -64,8 +64,11 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The ``prunelimit`` parser; only ``chosen``'s options are added (its module is imported)."""
+    from nets.io import package_version
+
     commands = _available()
     parser = Parser(prog="prunelimit", description="How sparse can this network be pruned?")
+    parser.add_argument("--version", action="version", version=f"prunelimit {package_version()}")
     parser.add_argument("--debug", action="store_true", default=False,
                         help="print the traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

@@ -68,3 +68,11 @@ def test_value_types_accept_good_values():
     assert positive(int)("3") == 3 and positive(float)("0.5") == 0.5
     assert nonneg_float("0") == 0.0 and fraction("1") == 1.0
     assert bounded(float, 1e-4, 1.0)("1e-4") == 1e-4 and bounded(int, 2)("2") == 2
+
+
+def test_version_flag(capsys):
+    from nets.cli import main
+    from nets.io import package_version
+
+    assert main(["--version"]) == 0  # main returns exit codes; it never raises SystemExit
+    assert capsys.readouterr().out.strip() == f"prunelimit {package_version()}"
