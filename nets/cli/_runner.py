@@ -3,8 +3,9 @@
 :func:`run_command` wraps a subcommand's ``run(args)`` and gives it, without the subcommand doing anything:
 
 1. **torchrun**: under ``torchrun --nproc_per_node K`` (``WORLD_SIZE`` > 1 in the environment) the default
-   process group is initialised (gloo on CPU, NCCL for ``--device cuda``, each rank on ``cuda:LOCAL_RANK``),
-   stdout of every rank but 0 is discarded (results print once), and the group is destroyed at the end;
+   process group is initialised once per process (gloo on CPU, NCCL for ``--device cuda``, each rank on
+   ``cuda:LOCAL_RANK``; destroyed at exit), stdout of every rank but 0 is discarded (results print once), and a
+   successful command ends at a barrier, so that no rank leaves before rank 0 has written;
 2. **preflight** of the options every command spells the same way: ``--out`` must be (or be creatable as) a
    writable directory, ``--device`` must exist, ``--json`` must be writable (:mod:`nets.cli._preflight`);
 3. **threads**: one per physical core the process may use (:mod:`nets.resources`; ``--threads``,
@@ -23,6 +24,7 @@ its work across ranks (the library does for ``limit``/``spectrum``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import io
 import logging
@@ -61,6 +63,7 @@ class RunContext:
     epoch: int = 0  # last completed (checkpointed) epoch
     epochs: int | None = None
     resumed_from: int | None = None
+    succeeded: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -130,15 +133,23 @@ def _distributed(ctx: RunContext, args: argparse.Namespace) -> Iterator[None]:
         torch.cuda.set_device(ctx.local_rank)
         args.device = f"cuda:{ctx.local_rank}"
     ctx.backend = "nccl" if cuda else "gloo"
-    created = False
     if not dist.is_initialized():
+        # one group for the life of the process: a second command in the same process (a driver calling main()
+        # twice) reuses it; re-creating the default group on torchrun's store would meet the first one's keys
         dist.init_process_group(ctx.backend, init_method="env://")
-        created = True
-    try:
-        yield
-    finally:
-        if created and dist.is_initialized():
-            dist.destroy_process_group()
+        atexit.register(_destroy_group)
+    yield
+    if ctx.succeeded:
+        # every rank has finished (rank 0 has written its files) before any returns; not after a failure, where
+        # the other ranks may be inside another collective (torchrun then stops them)
+        dist.barrier()
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -207,7 +218,9 @@ def run_command(command: str, run: Callable[[argparse.Namespace], int | None], a
                     from nets.resources import use_threads
 
                     ctx.threads = stack.enter_context(use_threads(_threads(args)))
-                return int(run(args) or 0)
+                code = int(run(args) or 0)
+                ctx.succeeded = code == 0
+                return code
             except KeyboardInterrupt as exc:
                 if ctx.debug:
                     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
