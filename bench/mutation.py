@@ -25,7 +25,6 @@ cost is dominated by pytest start-up and the relevant tests.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil

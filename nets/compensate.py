@@ -426,6 +426,26 @@ class Compensator:
         return self._finish(t0, cfg, mask, w_q, loss_pruned, best_loss, best_alpha, pred_unc, pred_comp, cg, cost0,
                             fwd0, copy)
 
+    def reoptimise(self, kept: int | float | Mapping[str, torch.Tensor] | torch.Tensor,
+                   quadratic: CompensationResult, *, copy: bool = False) -> CompensationResult:
+        """Continue ``quadratic`` — the result of ``self(kept, reoptimise=False)`` — with the masked
+        re-optimisation: the outcome of ``self(kept, reoptimise=True)`` without repeating its CG solve and line
+        search (both deterministic). Costs and seconds count both parts."""
+        if quadratic.optimizer_evaluations or quadratic.kept_count != int(self.kept_mask(kept).sum()):
+            raise ValueError("quadratic must be the quadratic-step-only result of the same kept set")
+        t0 = time.perf_counter()
+        mask = self.kept_mask(kept)
+        cost0 = self.operator.cost()
+        fwd0 = self.forward_passes
+        w_q = quadratic.weights.to(device=self.w_star.device, dtype=torch.float64)
+        r = self._finish(t0, self.config, mask, w_q, quadratic.loss_pruned,
+                         quadratic.loss_quadratic_step, quadratic.step_size,
+                         quadratic.predicted_increase_uncompensated, quadratic.predicted_increase_compensated,
+                         quadratic.cg, cost0, fwd0, copy)
+        return dataclasses.replace(r, hvps=r.hvps + quadratic.hvps, gradients=r.gradients + quadratic.gradients,
+                                   forward_passes=r.forward_passes + quadratic.forward_passes,
+                                   seconds=r.seconds + quadratic.seconds)
+
     def _finish(self, t0: float, cfg: CompensationConfig, mask: torch.Tensor, w_q: torch.Tensor, loss_pruned: float,
                 loss_q: float, alpha: float, pred_unc: float, pred_comp: float, cg: CGResult,
                 cost0: dict[str, int], fwd0: int, copy: bool) -> CompensationResult:

@@ -47,6 +47,9 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "teacher_student",
+    "synthetic_cifar",
+    "SYNTHETIC_CIFAR_SIZES",
+    "BUILTIN_DATASETS",
     "load_cifar",
     "load_tinyimagenet",
     "make_loader",
@@ -455,6 +458,43 @@ def teacher_student(
                      tuple(str(i) for i in range(num_classes)))
 
 
+# ------------------------------------------------------------------------------------------- synthetic CIFAR
+#: Sizes of the synthetic CIFAR-shaped task (ours): large enough for FC5/ResNet-18 to train on and for the
+#: Hessian to average over many batches, small enough that ``prunelimit limit --model fc5 --data synthetic-cifar``
+#: with default settings finishes on a 2-core CPU (README: timings).
+SYNTHETIC_CIFAR_SIZES = {"n_train": 1024, "n_test": 256}
+
+
+def synthetic_cifar(
+    *,
+    seed: int = 0,
+    n_train: int = SYNTHETIC_CIFAR_SIZES["n_train"],
+    n_test: int = SYNTHETIC_CIFAR_SIZES["n_test"],
+    num_classes: int = 10,
+) -> DataSplit:
+    """A seeded CIFAR-shaped task for scale tests without the data: ``x ~ N(0, I)`` of shape 3×32×32, labelled
+    ``argmax(W x)`` by a random linear teacher ``W ~ N(0, 1/3072)`` with ``num_classes`` rows (ours).
+
+    Everything is drawn from ``torch.Generator().manual_seed(seed)``; no augmentation (the inputs are already
+    noise), so ``train_eval`` is ``train``.
+
+    >>> d = synthetic_cifar(n_train=8, n_test=4)
+    >>> d.input_shape, len(d.train), len(d.test), d.name
+    ((3, 32, 32), 8, 4, 'synthetic-cifar')
+    """
+    for name, v, lo in (("n_train", n_train, 1), ("n_test", n_test, 1), ("num_classes", num_classes, 2)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {name}={v!r}")
+    g = torch.Generator().manual_seed(int(seed))
+    x = torch.randn(n_train + n_test, 3, 32, 32, generator=g)
+    w = torch.randn(num_classes, 3 * 32 * 32, generator=g) / math.sqrt(3 * 32 * 32)
+    y = (x.reshape(x.shape[0], -1) @ w.T).argmax(1)
+    train = ArrayDataset(x[:n_train].contiguous(), y[:n_train].contiguous())
+    test = ArrayDataset(x[n_train:].contiguous(), y[n_train:].contiguous())
+    return DataSplit("synthetic-cifar", train, test, train, num_classes, (3, 32, 32),
+                     tuple(str(i) for i in range(num_classes)))
+
+
 # ------------------------------------------------------------------------------------------- CIFAR
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
@@ -599,16 +639,20 @@ def load_tinyimagenet(root: str | os.PathLike, *, augment: bool = True, image_si
 
 # ------------------------------------------------------------------------------------------- registry
 #: Names accepted by :func:`load_dataset`.
-DATASET_NAMES: tuple[str, ...] = ("digits", "teacher-student", "cifar10", "cifar100", "tinyimagenet")
+DATASET_NAMES: tuple[str, ...] = ("digits", "teacher-student", "synthetic-cifar", "cifar10", "cifar100",
+                                  "tinyimagenet")
+#: The datasets built into the package (no ``root``).
+BUILTIN_DATASETS: tuple[str, ...] = ("digits", "teacher-student", "synthetic-cifar")
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, *, seed: int = 0, **options: object) -> DataSplit:
     """Load a dataset by name (one of :data:`DATASET_NAMES`).
 
-    ``digits`` and ``teacher-student`` are built in (``root`` must be ``None``; ``seed`` sets the split /
-    the task); the others read ``root``. ``options`` go to :func:`load_digits` (``test_fraction``,
-    ``as_image``), :func:`teacher_student` (``n_train``, ``n_test``, ``input_dim``, ``hidden``,
-    ``num_classes``), :func:`load_cifar` / :func:`load_tinyimagenet` (``augment``).
+    ``digits``, ``teacher-student`` and ``synthetic-cifar`` are built in (``root`` must be ``None``; ``seed``
+    sets the split / the task); the others read ``root``. ``options`` go to :func:`load_digits`
+    (``test_fraction``, ``as_image``), :func:`teacher_student` (``n_train``, ``n_test``, ``input_dim``,
+    ``hidden``, ``num_classes``), :func:`synthetic_cifar` (``n_train``, ``n_test``, ``num_classes``),
+    :func:`load_cifar` / :func:`load_tinyimagenet` (``augment``).
 
     >>> split = load_dataset("digits")
     >>> len(split.train) + len(split.test), split.input_shape
@@ -619,10 +663,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, seed: int 
     key = name.lower().replace("_", "-")
     if key not in DATASET_NAMES:
         raise ValueError(f"unknown dataset name={name!r}; choose one of {', '.join(DATASET_NAMES)}")
-    if key in ("digits", "teacher-student"):
+    if key in BUILTIN_DATASETS:
         if root is not None:
             raise ValueError(f"dataset {name!r} is built in and takes no root, got root={str(root)!r}")
-        fn = load_digits if key == "digits" else teacher_student
+        fn = {"digits": load_digits, "teacher-student": teacher_student, "synthetic-cifar": synthetic_cifar}[key]
         try:
             return fn(seed=seed, **options)  # type: ignore[arg-type]
         except TypeError as exc:

@@ -335,10 +335,12 @@ def evaluate(
 def tqdm_progress(total_epochs: int, **tqdm_kwargs: Any) -> Callable[[dict[str, float]], None]:
     """A ``progress`` callback for :func:`train` that drives a ``tqdm`` bar (for the CLI; the library never prints).
 
-    The bar closes itself after the last epoch.
+    The bar closes itself after the last epoch. It is drawn only when its stream is a terminal (tqdm's
+    ``disable=None``), so a log file or pipe gets no carriage-return updates; pass ``disable=False`` to force it.
     """
     from tqdm.auto import tqdm
 
+    tqdm_kwargs.setdefault("disable", None)
     bar = tqdm(total=total_epochs, unit="epoch", **tqdm_kwargs)
 
     def update(record: dict[str, float]) -> None:
@@ -377,7 +379,21 @@ def train(
       (see the module docstring for the sharding and the loss scaling). Only rank 0 writes files.
     - ``start_epoch``: begin at this epoch of the schedule with a fresh optimiser (weight rewinding in
       iterative magnitude pruning); the data generator is seeded by ``config.seed`` as usual.
+    - torch's thread count is capped at one per physical core for the call (:func:`nets.resources.library_threads`)
+      and recorded in ``result.extra["threads"]``.
     """
+    from nets.resources import library_threads
+
+    with library_threads() as threads:
+        result = _train(model, data, config, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
+                        distributed=distributed, start_epoch=start_epoch)
+    result.extra["threads"] = threads.to_dict()
+    return result
+
+
+def _train(model: nn.Module, data: DataSplit, config: TrainConfig, *, checkpoint_dir: str | os.PathLike | None,
+           resume: bool, progress: Callable[[dict[str, float]], None] | None, distributed: bool,
+           start_epoch: int) -> TrainResult:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(data, DataSplit):
@@ -497,7 +513,9 @@ def train(
                 "seconds": time.perf_counter() - t0,
             }
             if not math.isfinite(record["train_loss"]):
-                raise FloatingPointError(f"training diverged at epoch {epoch + 1}: train_loss={record['train_loss']}")
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch + 1} of {config.epochs} (train_loss={record['train_loss']} "
+                    f"at lr={lr:g}); use a smaller lr (the checkpoint of epoch {epoch} is kept)")
             history.append(record)
             if ckpt_path is not None and rank == 0:
                 state = {
@@ -541,6 +559,7 @@ def default_train_config(
     lr: float | None = None,
     l1: float | None = None,
     batch_size: int | None = None,
+    warmup_epochs: int | None = None,
     seed: int = 0,
     device: str = "cpu",
 ) -> TrainConfig:
@@ -548,13 +567,14 @@ def default_train_config(
 
     ``model_name`` in :data:`nets.train.PAPER_CONFIGS` (fc5, fc12, alexnet, vgg16, resnet18, resnet50) gets the
     authors' configuration (:func:`nets.train.paper_config`); any other model (the digits ``mlp``/``cnn``
-    defaults, ...) :data:`DIGITS_TRAIN_DEFAULTS`. ``epochs``/``lr``/``l1``/``batch_size`` override.
+    defaults, ...) :data:`DIGITS_TRAIN_DEFAULTS`. ``epochs``/``lr``/``l1``/``batch_size``/``warmup_epochs``
+    override.
 
     >>> default_train_config("mlp").epochs, default_train_config("resnet18", epochs=30).epochs
     (60, 30)
     """
-    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "l1": l1, "batch_size": batch_size}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "l1": l1, "batch_size": batch_size,
+                                   "warmup_epochs": warmup_epochs}.items() if v is not None}
     if model_name.lower() in PAPER_CONFIGS:
         return paper_config(model_name, seed=seed, device=device, **overrides)
     return TrainConfig(**{**DIGITS_TRAIN_DEFAULTS, **overrides, "seed": seed, "device": device})
@@ -568,30 +588,34 @@ def train_default_model(
     lr: float | None = None,
     l1: float | None = None,
     batch_size: int | None = None,
+    warmup_epochs: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: Callable[[dict[str, float]], None] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    distributed: bool = False,
 ) -> tuple[nn.Module, Any]:
     """Build and train a model with ℓ1 regularisation: the pipeline's default when no checkpoint is given.
 
     The configuration is :func:`default_train_config` (the authors' for the paper's models, else
-    :data:`DIGITS_TRAIN_DEFAULTS`; ``epochs``/``lr``/``l1``/``batch_size`` override). ``model_kwargs`` go to
-    :func:`nets.models.build_model` (e.g. ``{"hidden": (64,)}`` for the ``mlp``). Initialisation is drawn from
-    ``torch.Generator().manual_seed(seed)`` and the data order from the training config's ``seed``. Returns
-    ``(model, nets.train.TrainResult)``.
+    :data:`DIGITS_TRAIN_DEFAULTS`; ``epochs``/``lr``/``l1``/``batch_size``/``warmup_epochs`` override).
+    ``model_kwargs`` go to :func:`nets.models.build_model` (e.g. ``{"hidden": (64,)}`` for the ``mlp``).
+    Initialisation is drawn from ``torch.Generator().manual_seed(seed)`` (the same on every rank) and the data
+    order from the training config's ``seed``; ``distributed=True`` trains data-parallel over the initialised
+    process group (:func:`train`). Returns ``(model, nets.train.TrainResult)``.
     """
     from nets.models import build_model
 
     if not isinstance(data, DataSplit):
         raise TypeError(f"data must be a nets.data.DataSplit, got {type(data).__name__}")
-    config = default_train_config(model_name, epochs=epochs, lr=lr, l1=l1, batch_size=batch_size, seed=seed,
-                                  device=device)
+    config = default_train_config(model_name, epochs=epochs, lr=lr, l1=l1, batch_size=batch_size,
+                                  warmup_epochs=warmup_epochs, seed=seed, device=device)
     model = build_model(model_name, data.num_classes, data.input_shape, generator=torch.Generator().manual_seed(seed),
                         **dict(model_kwargs or {}))
-    result = train(model, data, config, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
+    result = train(model, data, config, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
+                   distributed=distributed)
     return model, result
 
 

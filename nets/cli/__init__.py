@@ -3,6 +3,14 @@
 Each subcommand lives in its own module ``nets.cli.<name>`` exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; only the chosen subcommand's module is imported, so ``prunelimit geometry`` does not pay
 for torch. The CLI renders results; the library never prints.
+
+Every subcommand runs through :func:`nets.cli._runner.run_command`, which gives it the shared machinery
+without the subcommand doing anything: torchrun process groups (rank 0 prints), the preflight of ``--out``,
+``--device``, ``--json``, ``--data-root`` and ``--checkpoint``, the thread count, progress (bars on a terminal,
+one line per stage otherwise) and one error path: a user error exits 2 with one line naming the option and
+the value, Ctrl-C exits 130 saying how to resume, anything else exits 1 with one line; ``--debug`` (before or
+after the subcommand) shows the traceback. Argument errors are one line too (``prunelimit limit: error:
+argument --slq-steps: must be > 0, got 0``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (``prog: error: message``, exit code 2), without the
+    usage block: the message already names the option and the value."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from nets.cli._errors import EXIT_USAGE, one_line
+
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def _available() -> dict[str, tuple[str, str]]:
     out = {}
     for name, (mod, help_) in COMMANDS.items():
@@ -33,24 +51,53 @@ def _available() -> dict[str, tuple[str, str]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    commands = _available()
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on ``parser`` and every nested subparser that lacks it (default SUPPRESS, so that a nested
+    parser does not reset a value given before its name)."""
+    if "--debug" not in parser._option_string_actions:
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="print the traceback of an error (default: one line)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_debug(sub)
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The ``prunelimit`` parser; only ``chosen``'s options are added (its module is imported)."""
     from nets.io import package_version
 
-    parser = argparse.ArgumentParser(prog="prunelimit", description="How sparse can this network be pruned?")
+    commands = _available()
+    parser = Parser(prog="prunelimit", description="How sparse can this network be pruned?")
     parser.add_argument("--version", action="version", version=f"prunelimit {package_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = argv[0] if argv and argv[0] in commands else None
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="print the traceback of an error (default: one line)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (mod, help_) in commands.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == chosen:
             importlib.import_module(mod).add_arguments(p)
-    args = parser.parse_args(argv)
+            _add_debug(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = _available()
+    chosen = next((a for a in argv if a in commands), None)
+    parser = build_parser(chosen)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or an argument error (2, already printed)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if args.command is None:
         parser.print_help()
         return 2
-    return int(importlib.import_module(commands[args.command][0]).run(args) or 0)
+    from nets.cli._runner import run_command
+
+    module = importlib.import_module(commands[args.command][0])
+    return run_command(args.command, module.run, args)
 
 
 if __name__ == "__main__":

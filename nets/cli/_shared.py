@@ -1,5 +1,6 @@
 """Helpers shared by the subcommands: argparse value types (each rejects a bad value with a message carrying
-it) and the torch thread guard."""
+it) and the torch thread guard (:mod:`nets.resources`: one thread per physical core the process may use; 1 on
+the bundled small datasets; ``--threads``/``PRUNELIMIT_THREADS``/``OMP_NUM_THREADS`` override)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import argparse
 import math
 from typing import Any, Callable
 
-__all__ = ["positive", "nonneg_float", "nonneg_int", "fraction", "add_threads_argument", "run_with_threads"]
+__all__ = ["positive", "nonneg_float", "nonneg_int", "fraction", "bounded", "add_threads_argument", "run_with_threads",
+           "small_builtin_data"]
 
 
 def positive(kind: type) -> Callable[[str], int | float]:
@@ -60,31 +62,51 @@ def fraction(s: str) -> float:
     return v
 
 
+def bounded(kind: type, lo: float, hi: float | None = None, *, open_lo: bool = False) -> Callable[[str], int | float]:
+    """A value type accepting a finite ``kind`` in ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``)."""
+
+    def parse(s: str) -> int | float:
+        try:
+            v = kind(s)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from exc
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
+        if (v <= lo if open_lo else v < lo) or (hi is not None and v > hi):
+            if hi is None:
+                raise argparse.ArgumentTypeError(f"must be {'>' if open_lo else '>='} {lo:g}, got {s}")
+            raise argparse.ArgumentTypeError(f"must lie in {'(' if open_lo else '['}{lo:g}, {hi:g}], got {s}")
+        return v
+
+    parse.__name__ = f"bounded_{kind.__name__}"
+    return parse
+
+
 #: Built-in datasets whose tiny matrices gain nothing from intra-op threads and lose much to contention.
 _SMALL_DATA = ("digits", "teacher-student")
 
 
+def small_builtin_data(args: argparse.Namespace) -> bool:
+    """Whether the command runs on a bundled small dataset (1 thread by default there)."""
+    data = getattr(args, "data", "digits")
+    names = data if isinstance(data, (list, tuple)) else [data]
+    return all(str(d).lower().replace("_", "-") in _SMALL_DATA for d in names)
+
+
 def add_threads_argument(parser: argparse.ArgumentParser | Any) -> None:
-    """``--threads N``: torch CPU threads for the run (default: 1 on the built-in small datasets)."""
+    """``--threads N``: torch CPU threads for the run (default: :mod:`nets.resources`' rule)."""
     parser.add_argument("--threads", type=positive(int), default=None,
-                        help="torch CPU threads (default: 1 for the built-in digits/teacher-student data, whose "
-                             "tiny matrices gain nothing from intra-op threads and lose much to contention "
-                             "(OpenMP spin-waits on a busy machine); torch's choice otherwise)")
+                        help="torch CPU threads (default: 1 for the built-in digits/teacher-student data, whose tiny "
+                             "matrices gain nothing from intra-op threads and lose much to contention; otherwise one "
+                             "per physical core this process may use, shared among torchrun's local processes; "
+                             "PRUNELIMIT_THREADS or OMP_NUM_THREADS in the environment also set it)")
 
 
 def run_with_threads(args: argparse.Namespace, body: Callable[[argparse.Namespace], int]) -> int:
-    """Run ``body(args)`` with ``--threads`` torch threads and restore torch's count afterwards (the CLI may
-    run inside another program, e.g. the tests: it leaves no trace)."""
-    import torch
+    """Run ``body(args)`` with the thread count of :func:`nets.resources.choose_threads` (``--threads`` first) and
+    restore torch's count afterwards (the CLI may run inside another program, e.g. the tests: it leaves no
+    trace). The dispatcher already does this for every command; calling it again is harmless."""
+    from nets.resources import choose_threads, use_threads
 
-    previous = torch.get_num_threads()
-    threads = getattr(args, "threads", None)
-    data = str(getattr(args, "data", "digits")).lower().replace("_", "-")
-    if threads is None and data in _SMALL_DATA:
-        threads = 1
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with use_threads(choose_threads(getattr(args, "threads", None), small_problem=small_builtin_data(args))):
         return body(args)
-    finally:
-        torch.set_num_threads(previous)

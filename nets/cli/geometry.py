@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
+from nets.cli._errors import UserError
+from nets.cli._shared import bounded, nonneg_int
 from nets.io import atomic_write_json
 
 __all__ = ["add_arguments", "run", "standard_cones", "compute_table"]
@@ -27,12 +27,21 @@ __all__ = ["add_arguments", "run", "standard_cones", "compute_table"]
 CVXPY_MAX_DIM = 60
 
 
+def _cvxpy_samples(s: str) -> int:
+    """0 (skip) or an int >= 2 (a standard error needs two samples)."""
+    v = nonneg_int(s)
+    if v == 1:
+        raise argparse.ArgumentTypeError("must be 0 (skip) or >= 2 (a standard error needs two samples), got 1")
+    return v
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=int, default=2000, help="exact Monte Carlo samples per cone (default 2000)")
-    parser.add_argument(
-        "--cvxpy-samples", type=int, default=100, help="cvxpy-projection samples per small cone (default 100; 0 = skip)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the numpy Generator (default 0)")
+    parser.add_argument("--samples", type=bounded(int, 2), default=2000,
+                        help="exact Monte Carlo samples per cone (default 2000; at least 2; refused before any work "
+                             "when their values would not fit in memory)")
+    parser.add_argument("--cvxpy-samples", type=_cvxpy_samples, default=100,
+                        help="cvxpy-projection samples per small cone (default 100; 0 = skip)")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the numpy Generator (default 0)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the table as JSON to PATH (atomic)")
     parser.add_argument("--quick", action="store_true", help="small sizes only (smoke run)")
 
@@ -181,16 +190,23 @@ def render(table: dict) -> str:
     return "\n".join(lines)
 
 
+def memory_bytes(samples: int, cvxpy_samples: int, quick: bool) -> int:
+    """Peak bytes of :func:`compute_table`: the ``samples`` float64 values of one cone and one batch of Gaussian
+    rows (about 2·10⁶ numbers, :func:`theory.statdim.statistical_dimension_mc`), and the cvxpy samples' rows
+    with their two projections (the largest cvxpy cone has ``d ≤ CVXPY_MAX_DIM``)."""
+    return 8 * samples + 8 * 2 * 2_000_000 + 3 * 8 * cvxpy_samples * CVXPY_MAX_DIM
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.samples < 2:
-        print(f"prunelimit geometry: --samples must be >= 2, got {args.samples}", file=sys.stderr)
-        return 2
-    if args.cvxpy_samples < 0 or args.cvxpy_samples == 1:
-        print(f"prunelimit geometry: --cvxpy-samples must be 0 or >= 2, got {args.cvxpy_samples}", file=sys.stderr)
-        return 2
-    if args.json is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        print(f"prunelimit geometry: --json directory does not exist: {args.json}", file=sys.stderr)
-        return 2
+    from nets.resources import host_memory_available
+
+    need = memory_bytes(args.samples, args.cvxpy_samples, args.quick)
+    avail = host_memory_available()
+    if avail is not None and need > 0.8 * avail:
+        most = int((0.8 * avail - memory_bytes(0, args.cvxpy_samples, args.quick)) // 8)
+        raise UserError(f"--samples {args.samples} needs about {need / 2**30:.3g} GiB for the per-sample values, more "
+                        f"than the {0.8 * avail / 2**30:.3g} GiB usable of the memory available; use --samples "
+                        f"{max(2, most)} or fewer", option="--samples", value=args.samples)
     t0 = time.perf_counter()
     table = compute_table(args.samples, args.cvxpy_samples, args.seed, quick=args.quick)
     table["seconds"] = time.perf_counter() - t0

@@ -13,19 +13,19 @@ CG diagnostics, cost, provenance). The model comes from ``--checkpoint`` or is t
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from nets.cli._shared import fraction, nonneg_float, nonneg_int, run_with_threads
-from nets.cli.limit import add_model_arguments, prepare_or_report
+from nets.cli._runner import context
+from nets.cli._shared import fraction, nonneg_float, nonneg_int
+from nets.cli.limit import add_model_arguments, prepare_model
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser, out_default="prunelimit-prune")
+    add_model_arguments(parser, out_default="prunelimit-prune", spectrum=False)
     p = parser.add_argument_group("pruning")
     p.add_argument("--kept-fraction", type=fraction, required=True,
                    help="fraction of the prunable weights to keep (the largest magnitudes), in [0, 1]")
@@ -37,10 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="add lambda*||w||_1 over the prunable weights to the re-optimised loss (default 0)")
 
 
-def run(args: argparse.Namespace) -> int:
-    return run_with_threads(args, _run)
-
-
 def _metrics(model: Any, data: Any) -> dict[str, float | None]:
     from nets.data import fixed_batches
     from nets.train import evaluate
@@ -50,19 +46,17 @@ def _metrics(model: Any, data: Any) -> dict[str, float | None]:
     return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
 
     from nets.compensate import CompensationConfig, compensate
     from nets.data import fixed_batches
     from nets.io import atomic_open, atomic_write_json, jsonable, provenance
+    from nets.limit.parallel import shard_batches
     from nets.params import copy_model
     from nets.prune import apply_masks, global_magnitude_masks, remove_masks
 
-    prepared = prepare_or_report(args)
-    if prepared is None:
-        return 2
-    model, data, train_info = prepared
+    model, data, train_info = prepare_model(args)
     t0 = time.perf_counter()
     masks = global_magnitude_masks(model, args.kept_fraction)
     kept = sum(int(m.sum()) for m in masks.values())
@@ -75,15 +69,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.compensate:
         p = next(iter(model.parameters()))
         batches = [(x.to(p.device, p.dtype), y.to(p.device)) for x, y in fixed_batches(data.train_eval, 1024)]
-        try:
-            res = compensate(model, masks, batches, l1=args.objective_l1,
-                             config=CompensationConfig(steps=args.compensation_steps))
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        batches = shard_batches(batches, 1024)  # under torchrun: this process's shard (the products are all-reduced)
+        res = compensate(model, masks, batches, l1=args.objective_l1,
+                         config=CompensationConfig(steps=args.compensation_steps))
         out_model = res.model
         record["compensated"] = _metrics(out_model, data)
         record["compensation"] = res.to_dict()
+    if not context().is_main:  # rank 0 writes and prints
+        return 0
     record.update(seconds=time.perf_counter() - t0, train=train_info, provenance=provenance(args.device),
                   command={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
     with atomic_open(args.out / "pruned.pt", "wb") as fh:

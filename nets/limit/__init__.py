@@ -15,6 +15,9 @@ Stages (each a public function with a frozen config and a frozen result):
 4. :func:`measure_magnitude`, :func:`measure_fundamental` (:class:`MeasureConfig`);
 5. :func:`quadratic_oracle` (:class:`OracleConfig`), small models only;
 
+checked before any work against the device's memory (:func:`plan_memory`, :func:`check_plan`) and split
+across ``torch.distributed`` ranks when a process group is initialised (:mod:`nets.limit.parallel`);
+
 composed by :func:`estimate_pruning_limit` (:class:`LimitConfig`) into a :class:`LimitResult`.
 
 >>> import torch
@@ -44,7 +47,7 @@ from nets.limit.measure import (
     measure_magnitude,
 )
 from nets.limit.oracle import DEFAULT_ORACLE_MAX_N, OracleConfig, QuadraticOracle, quadratic_oracle
-from nets.limit.pipeline import LimitConfig, estimate_pruning_limit
+from nets.limit.pipeline import LimitConfig, describe_cost, estimate_pruning_limit
 from nets.limit.predict import (
     DEFAULT_FUNDAMENTAL_METHOD,
     DEFAULT_MAGNITUDE_METHOD,
@@ -56,7 +59,8 @@ from nets.limit.predict import (
     predict_magnitude,
     taylor_magnitude_limit,
 )
-from nets.limit.result import LimitPair, LimitResult, LimitWarning, diagnose
+from nets.limit.preflight import MemoryPlan, MemoryRefusal, available_memory, check_plan, plan_memory
+from nets.limit.result import LimitPair, LimitResult, LimitWarning, diagnose, settings_warnings
 from nets.limit.search import SearchResult, threshold_search
 from nets.limit.spectrum import (
     DEFAULT_SLQ_PROBES,
@@ -71,6 +75,8 @@ from nets.limit.tolerance import DEFAULT_EPS_BATCH_SIZE, Metrics, ToleranceConfi
 
 __all__ = [
     "LimitConfig", "estimate_pruning_limit", "LimitResult", "LimitPair", "LimitWarning", "diagnose",
+    "settings_warnings", "describe_cost", "MemoryPlan", "MemoryRefusal", "plan_memory", "available_memory",
+    "check_plan",
     "ToleranceConfig", "ToleranceResult", "Metrics", "estimate_tolerance", "DEFAULT_EPS_BATCH_SIZE",
     "SpectrumConfig", "SpectrumSummary", "estimate_spectrum", "hessian_operator", "summarize_spectrum",
     "DEFAULT_SLQ_STEPS", "DEFAULT_SLQ_PROBES",

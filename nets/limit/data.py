@@ -74,6 +74,13 @@ class PipelineData:
         """Consecutive batches of the training samples (the last one may be short)."""
         return _split(self.X_train, self.y_train, batch_size)
 
+    def local_train_batches(self, batch_size: int) -> Batches:
+        """This process's shard of the training samples, batched (all of them without ``torch.distributed``;
+        :func:`nets.limit.parallel.shard_batches`): the data of every all-reduced operator and loss."""
+        from nets.limit.parallel import shard_batches
+
+        return shard_batches(self.train_batches(batch_size), batch_size)
+
     def test_batches(self, batch_size: int) -> Batches | None:
         """Consecutive batches of the test samples, or None."""
         if self.X_test is None or self.y_test is None:

@@ -24,6 +24,8 @@ bisection does the rest to ``compensated_resolution`` (default 1e-3 of N); costs
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from torch import nn
 
 from nets.compensate import CompensationConfig, Compensator
 from nets.limit.data import PipelineData
+from nets.limit.parallel import process_group, split_levels
 from nets.limit.search import SearchResult, grid_counts, threshold_search
 from nets.limit.tolerance import ToleranceResult
 from nets.params import flatten, prunable_parameters, unflatten_like
@@ -255,6 +258,27 @@ def measure_magnitude(model: nn.Module, data: PipelineData, tolerance: Tolerance
                 progress("sweep", min(done[0], grid.size), grid.size)
         return cache[k]
 
+    if process_group()[1] > 1:
+        # the grid levels split across ranks (nets.limit.parallel): each level evaluated once, on the full data,
+        # by its owner; the bisection steps that follow are evaluated by every rank (identically)
+        nan = float("nan")
+        todo = [int(k) for k in grid if int(k) not in cache_train]
+
+        def level(k: int) -> tuple[float, float, float, float]:
+            tl, ta = metrics(k, "train")
+            el, ea = metrics(k, "test") if test_b is not None else (nan, None)
+            return tl, nan if ta is None else ta, el, nan if ea is None else ea
+
+        values, _ = split_levels(todo, level, 4, next(iter(model.parameters())).device)
+        for k, (tl, ta, el, ea) in values.items():
+            cache_train[k] = (tl, None if math.isnan(ta) else ta)
+            if test_b is not None:
+                cache_test[k] = (el, None if math.isnan(ea) else ea)
+        passes = len(todo) * (1 if test_b is None else 2)  # the grid's data passes over all ranks together
+        done[0] = len(todo)
+        if progress is not None:
+            progress("sweep", min(done[0], grid.size), grid.size)
+
     limits: dict[str, CriterionLimit] = {}
     thr = tolerance.threshold
     s = threshold_search(lambda ks: [metrics(k, "train")[0] + lam * l1_kept[k] for k in ks], lambda v: v <= thr, N,
@@ -318,13 +342,21 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
              "predicted_increase_compensated": 0.0, "step_size": 0.0, "cg": None, "optimizer": None,
              "optimizer_evaluations": 0, "hvps": 0, "gradients": 0, "forward_passes": 0, "seconds": 0.0}
 
+    quadratic: dict[int, Any] = {}  # the quadratic-step results the re-optimised search continues from
+    on_grid = {int(k) for k in grid}
+
     def level(k: int, full: bool) -> dict[str, Any]:
         nonlocal opt_evals
         d = levels.get(k)
         if k == N:
             d = levels[k] = dense
         elif d is None or (full and d["loss_after"] is None):
-            r = compensator(k, reoptimise=full)
+            if full and k in quadratic:  # the same result as compensator(k, reoptimise=True), one CG solve fewer
+                r = compensator.reoptimise(k, quadratic.pop(k))
+            else:
+                r = compensator(k, reoptimise=full)
+                if not full and k in on_grid:  # the grid is what the re-optimised search evaluates first
+                    quadratic[k] = dataclasses.replace(r, weights=r.weights.cpu())
             d = r.to_dict()
             if not full:
                 d["loss_after"] = None

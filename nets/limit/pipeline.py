@@ -8,11 +8,19 @@ oracle; list what may make a number not mean what it says. Each stage is a publi
 :mod:`nets.limit` with a frozen config, validated when the config is built, and a frozen result; the run keeps
 them typed in a :class:`~nets.limit.result.LimitResult`. The caller's model is never changed (a working copy
 is used; torch prune masks are made permanent on the copy only).
+
+Before any work the run checks that its stages fit in the device's memory (:mod:`nets.limit.preflight`: a
+forced oracle or an SLQ basis that cannot fit is refused, an automatic oracle that cannot is skipped, with a
+warning), caps torch's thread count at one per physical core (:func:`nets.resources.library_threads`), and
+logs one line per finished stage with its time and cost (logger ``nets.limit.pipeline``, level INFO). Under
+``torch.distributed`` the Hessian data and the sweep levels are split across the ranks
+(:mod:`nets.limit.parallel`); every rank returns the same result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -30,12 +38,24 @@ from nets.limit.measure import MeasureConfig, measure_fundamental, measure_magni
 from nets.limit.oracle import OracleConfig, quadratic_oracle
 from nets.limit.predict import PredictionConfig, predict_fundamental, predict_magnitude
 from nets.limit.result import LimitResult, diagnose
-from nets.limit.spectrum import SpectrumConfig, estimate_spectrum, hessian_batches, hessian_operator, summarize_spectrum
+from nets.limit.parallel import process_group
+from nets.limit.preflight import available_memory, check_plan, plan_memory
+from nets.limit.spectrum import (
+    SpectrumConfig,
+    estimate_spectrum,
+    hessian_batches,
+    hessian_operator,
+    hessian_samples,
+    summarize_spectrum,
+)
 from nets.limit.tolerance import ToleranceConfig, estimate_tolerance
 from nets.params import copy_model, count_parameters, flatten, prunable_parameters
+from nets.resources import library_threads
 from theory.validation import check_int
 
-__all__ = ["LimitConfig", "estimate_pruning_limit"]
+__all__ = ["LimitConfig", "estimate_pruning_limit", "describe_cost"]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 
@@ -77,6 +97,16 @@ def _working_copy(model: nn.Module, device: torch.device) -> nn.Module:
         p.grad = None
     work.eval()
     return work
+
+
+def describe_cost(cost: dict[str, int]) -> str:
+    """``"512 HVPs, 3 gradients, 210 data passes"`` (the nonzero counts of a stage's cost)."""
+    names = (("hvps", "HVPs"), ("gradients", "gradients"), ("forward_passes", "data passes"), ("levels", "levels"))
+    return ", ".join(f"{cost[k]} {label}" for k, label in names if cost.get(k)) or "no products"
+
+
+def _stage_done(stage: str, seconds: float, cost: dict[str, int]) -> None:
+    log.info("stage %s done: %.1f s, %s", stage, seconds, describe_cost(cost))
 
 
 def estimate_pruning_limit(
@@ -121,7 +151,21 @@ def estimate_pruning_limit(
     progress:
         ``progress(stage, done, total)`` with stages ``tolerance``, ``spectrum``, ``predict``, ``sweep``,
         ``compensated``, ``oracle``.
+
+    Raises
+    ------
+    ValueError
+        bad input (named), or a stage that cannot fit in the device's memory
+        (:class:`nets.limit.preflight.MemoryRefusal`, naming the setting): checked before any work.
     """
+    with library_threads() as threads:
+        return _estimate(model, train_data, test_data, loss=loss, l1=l1, config=config, seed=seed, device=device,
+                         progress=progress, threads=threads.to_dict())
+
+
+def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn | None, l1: float,
+              config: LimitConfig | None, seed: int, device: str | torch.device | None, progress: Progress | None,
+              threads: dict[str, Any]) -> LimitResult:
     # ---- boundary checks (cheap, before any work) ---------------------------------------------------------
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -149,6 +193,17 @@ def estimate_pruning_limit(
     N = int(w_star.numel())
     if not bool(torch.isfinite(w_star).all()):
         raise ValueError("the model's prunable weights contain NaN or inf")
+    _, world = process_group()
+    if data.n_train < world:
+        raise ValueError(f"train_data holds {data.n_train} samples, fewer than the {world} processes sharing it")
+    # ---- memory of every stage against the device's (before any work) ------------------------------------------
+    plan = plan_memory(work, input_shape=tuple(data.X_train.shape[1:]), n_train=data.n_train, n_test=data.n_test,
+                       config=cfg, world_size=world)
+    cfg, plan, memory_notes = check_plan(plan, cfg, available_memory(dev), switch_cache=False, refuse_peak=False,
+                                         names={"oracle": "config.oracle.enabled", "steps": "config.spectrum.steps",
+                                                "n_probes": "config.spectrum.n_probes"})
+    for note in memory_notes:
+        log.warning("%s", note)
 
     # ---- 1. L(w*) and ε -------------------------------------------------------------------------------------
     report("tolerance", 0, 1)
@@ -156,27 +211,30 @@ def estimate_pruning_limit(
     report("tolerance", 1, 1)
     timings["tolerance"] = time.perf_counter() - t0
     cost["tolerance"] = {"forward_passes": 2 + (0 if tol.source == "given" else 1)}
+    _stage_done("tolerance", timings["tolerance"], cost["tolerance"])
 
     # ---- 2. the Hessian spectrum ----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    h_batches = hessian_batches(data, cfg.spectrum, generator)
-    h_samples = sum(int(x.shape[0]) for x, _ in h_batches)
+    h_batches = hessian_batches(data, cfg.spectrum, generator)  # this rank's shard under torch.distributed
+    h_samples = hessian_samples(data, cfg.spectrum)
     op = hessian_operator(work, h_batches, data, cfg.spectrum)
     slq_res = estimate_spectrum(op, cfg.spectrum, generator, progress)
     summary = summarize_spectrum(slq_res.spectrum)
     timings["spectrum"] = time.perf_counter() - t0
     cost["spectrum"] = dict(slq_res.operator_cost or {"hvps": slq_res.matvecs})
+    _stage_done("spectrum", timings["spectrum"], cost["spectrum"])
 
     # ---- the shared second-order data: one operator over all training samples, ∇L(w*) -------------------------
     t0 = time.perf_counter()
     same_data = h_samples == data.n_train and cfg.spectrum.batch_size == cfg.measurement.eval_batch_size
     comp_op = op if same_data and cfg.spectrum.hvp_dtype is None else None
-    comp = Compensator(work, data.train_batches(cfg.measurement.eval_batch_size), loss=data.loss_fn,
+    comp = Compensator(work, data.local_train_batches(cfg.measurement.eval_batch_size), loss=data.loss_fn,
                        config=cfg.measurement.compensation, operator=comp_op, l1=data.l1,
                        min_eigenvalue=summary.ritz_min)
     grad = comp.gradient
     timings["gradient"] = time.perf_counter() - t0
     cost["gradient"] = {"gradients": 1}
+    _stage_done("gradient", timings["gradient"], cost["gradient"])
 
     # ---- 3. predictions -------------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -192,12 +250,14 @@ def estimate_pruning_limit(
     report("predict", 2, 2)
     timings["predict"] = time.perf_counter() - t0
     cost["predict"] = {"hvps": comp.operator.cost()["hvps"] - h_before}
+    _stage_done("predict", timings["predict"], cost["predict"])
 
     # ---- 4. measurements ------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     mag_meas = measure_magnitude(work, data, tol, cfg.measurement, progress)
     timings["sweep"] = time.perf_counter() - t0
     cost["sweep"] = {"forward_passes": mag_meas.forward_passes, "levels": mag_meas.levels_evaluated}
+    _stage_done("sweep", timings["sweep"], cost["sweep"])
     fund_meas = None
     if cfg.measurement.fundamental:
         t0 = time.perf_counter()
@@ -205,6 +265,7 @@ def estimate_pruning_limit(
         timings["compensated"] = time.perf_counter() - t0
         cost["compensated"] = {"hvps": fund_meas.hvps, "gradients": fund_meas.gradients,
                                "forward_passes": fund_meas.forward_passes, "levels": len(fund_meas.levels)}
+        _stage_done("compensated", timings["compensated"], cost["compensated"])
 
     # ---- 5. the dense quadratic oracle (small models) -----------------------------------------------------------
     oracle = None
@@ -213,13 +274,14 @@ def estimate_pruning_limit(
         from nets.hessian import HessianOperator
 
         # float64 products; the cached first-order graphs when they fit (exact; 1.5× faster on the digits default)
-        op64 = HessianOperator(work, data.loss_fn, data.train_batches(cfg.measurement.eval_batch_size),
+        op64 = HessianOperator(work, data.loss_fn, data.local_train_batches(cfg.measurement.eval_batch_size),
                                dtype=torch.float64, chunk_size=256, cache_graph="auto")
         oracle = quadratic_oracle(op64, w_np, tol.eps, tol.loss_dense, slq_res.spectrum,
                                   mag_meas.curves["kept_count"].astype(np.int64), negative=cfg.prediction.negative,
                                   eta=cfg.prediction.eta, progress=progress, l1=data.l1)
         timings["oracle"] = time.perf_counter() - t0
         cost["oracle"] = {"hvps": oracle.hvps, "gradients": 1}
+        _stage_done("oracle", timings["oracle"], cost["oracle"])
 
     # ---- what may make a number not mean what it says -------------------------------------------------------------
     order = comp.order
@@ -233,15 +295,37 @@ def estimate_pruning_limit(
     warnings = diagnose(tolerance=tol, spectrum=slq_res, summary=summary, fundamental_prediction=fund_pred,
                         magnitude_prediction=mag_pred, magnitude_measurement=mag_meas,
                         fundamental_measurement=fund_meas, num_classes=num_classes,
-                        gradient_term_at_prediction=g_term, hessian_samples=h_samples, n_train=data.n_train)
+                        gradient_term_at_prediction=g_term, hessian_samples=h_samples, n_train=data.n_train,
+                        sweep_step=cfg.measurement.grid_step)
     info = {"class": type(model).__name__, "n_parameters": count_parameters(work), "n_prunable": N,
             "data": data.name, "n_train": data.n_train, "n_test": data.n_test,
             "task": "classification" if data.classification else "custom loss", "loss": data.loss_name,
             "num_classes": num_classes, "hessian_space": "prunable", "hessian_samples": h_samples}
-    conf = {**cfg.to_dict(), "seed": seed, "device": str(dev), "dtype": str(dtype)}
+    used = {"slq_steps": int(slq_res.steps), "slq_probes": int(slq_res.spectrum.n_probes),
+            "hessian_samples": h_samples, "hessian_path": slq_res.hvp_path,
+            "sweep_levels": int(mag_meas.curves["kept_count"].size), "oracle": oracle is not None,
+            "world_size": world, "threads": threads, "memory_estimate": plan.to_dict(),
+            "adjusted": _adjustments(cfg, data.n_train, N, slq_res, memory_notes)}
+    conf = {**cfg.to_dict(), "seed": seed, "device": str(dev), "dtype": str(dtype), "used": used}
     return LimitResult(model=info, tolerance=tol, spectrum=slq_res, spectrum_summary=summary,
                        fundamental_prediction=fund_pred, magnitude_prediction=mag_pred, magnitude_measurement=mag_meas,
                        fundamental_measurement=fund_meas, oracle=oracle,
                        gradient_norm=float(torch.linalg.vector_norm(grad)) if math.isfinite(float(grad.abs().max()))
                        else None,
                        warnings=warnings, timings=timings, cost=cost, config=conf, provenance=provenance(dev))
+
+
+def _adjustments(cfg: LimitConfig, n_train: int, N: int, slq_res: Any, memory_notes: tuple[str, ...]
+                 ) -> list[dict[str, Any]]:
+    """Settings the run could not use as given: ``{"setting", "requested", "used", "why"}`` each."""
+    out: list[dict[str, Any]] = []
+    sp = cfg.spectrum
+    if sp.samples is not None and sp.samples > n_train:
+        out.append({"setting": "spectrum.samples", "requested": sp.samples, "used": n_train,
+                    "why": f"only {n_train} training samples"})
+    if int(slq_res.steps) < sp.steps:
+        out.append({"setting": "spectrum.steps", "requested": sp.steps, "used": int(slq_res.steps),
+                    "why": f"at most N - deflate = {N - (sp.deflate or 0)} Lanczos steps (exact spectrum)"})
+    for note in memory_notes:
+        out.append({"setting": "memory", "requested": None, "used": None, "why": note})
+    return out

@@ -30,7 +30,7 @@ from nets.limit.tolerance import ToleranceResult
 from numerics.slq import SLQResult
 from theory.limits import PruningLimit
 
-__all__ = ["LimitResult", "LimitPair", "LimitWarning", "diagnose", "FORMAT"]
+__all__ = ["LimitResult", "LimitPair", "LimitWarning", "diagnose", "settings_warnings", "FORMAT"]
 
 #: The ``format`` tag of the JSON record.
 FORMAT = "prunelimit.LimitResult/2"
@@ -275,6 +275,44 @@ class LimitResult:
                 f"{'—' if mg.measured is None else format(mg.measured, '.4f')}; {len(self.warnings)} warning(s))")
 
 
+#: A sweep grid coarser than this (fewer than 21 levels) cannot show the loss curves or a non-monotone stretch
+#: (ours: the default 0.01 gives 101 levels; the limit itself is refined by bisection at any step).
+MAX_PLAUSIBLE_SWEEP_STEP = 0.05
+#: Fewer Hessian samples than this (or than the training set) make the spectrum a noisy estimate (ours: a few
+#: batches of the paper's 128).
+MIN_PLAUSIBLE_HESSIAN_SAMPLES = 512
+
+
+def settings_warnings(*, steps: int, dim: int, n_probes: int, hessian_samples: int, n_train: int,
+                      sweep_step: float | None = None) -> list[LimitWarning]:
+    """Settings below what the reported precision needs, each naming the option to raise (shared by
+    :func:`diagnose` and ``prunelimit spectrum``).
+
+    >>> [w.code for w in settings_warnings(steps=5, dim=100, n_probes=1, hessian_samples=10, n_train=1000,
+    ...                                    sweep_step=0.5)]
+    ['slq-steps', 'slq-probes', 'hessian-samples', 'sweep-step']
+    """
+    out: list[LimitWarning] = []
+    if steps < MIN_RELIABLE_STEPS and steps < dim:
+        out.append(LimitWarning("slq-steps", f"SLQ used {steps} Lanczos steps, fewer than {MIN_RELIABLE_STEPS}: the "
+                                "quadrature cannot resolve the spectrum near 0 on the scale the limits need; raise "
+                                "--slq-steps (default 128)"))
+    if n_probes < 2:
+        out.append(LimitWarning("slq-probes", "SLQ used 1 probe: its standard error is unknown and the bands are "
+                                "[0, 1]; raise --slq-probes (default 4)"))
+    if hessian_samples < min(n_train, MIN_PLAUSIBLE_HESSIAN_SAMPLES):
+        out.append(LimitWarning("hessian-samples", f"the Hessian was averaged over {hessian_samples} training samples "
+                                f"(of {n_train}): fewer than a few batches make the spectrum a noisy estimate of the "
+                                "training-loss Hessian; raise --hessian-samples or drop it (default: all)"))
+    if sweep_step is not None and sweep_step > MAX_PLAUSIBLE_SWEEP_STEP:
+        levels = int(round(1.0 / sweep_step)) + 1
+        out.append(LimitWarning("sweep-step", f"the LOMP sweep's grid has {levels} levels (--sweep-step {sweep_step:g}): "
+                                "too coarse to show where the loss rises or to see a non-monotone stretch between "
+                                "levels (the limit itself is refined by bisection); lower --sweep-step (default "
+                                f"0.01, at most {MAX_PLAUSIBLE_SWEEP_STEP:g})"))
+    return out
+
+
 def diagnose(
     *,
     tolerance: ToleranceResult,
@@ -288,6 +326,7 @@ def diagnose(
     gradient_term_at_prediction: float | None,
     hessian_samples: int,
     n_train: int,
+    sweep_step: float | None = None,
 ) -> tuple[LimitWarning, ...]:
     """The warnings of a run (module docstring); each names the setting to change."""
     out: list[LimitWarning] = []
@@ -316,18 +355,8 @@ def diagnose(
             f"predicted fundamental limit is {gradient_term_at_prediction:+.3g}, larger than eps = {tolerance.eps:.3g}, "
             "which the spectral predictions ignore (the Taylor prediction and both measurements include it); train to "
             "convergence (more epochs, a smaller final --lr) or compare with the measured limits"))
-    steps = int(spectrum.steps)
-    if steps < MIN_RELIABLE_STEPS and steps < spectrum.spectrum.dim:
-        out.append(LimitWarning("slq-steps", f"SLQ used {steps} Lanczos steps, fewer than {MIN_RELIABLE_STEPS}: the "
-                                "quadrature cannot resolve the spectrum near 0 on the scale the limits need; raise "
-                                "--slq-steps (default 128)"))
-    if spectrum.n_probes < 2:
-        out.append(LimitWarning("slq-probes", "SLQ used 1 probe: its standard error is unknown and the bands are "
-                                "[0, 1]; raise --slq-probes (default 4)"))
-    if hessian_samples < min(n_train, 512):
-        out.append(LimitWarning("hessian-samples", f"the Hessian was averaged over {hessian_samples} training samples "
-                                f"(of {n_train}): fewer than a few batches make the spectrum a noisy estimate of the "
-                                "training-loss Hessian; raise --hessian-samples or drop it (default: all)"))
+    out += settings_warnings(steps=int(spectrum.steps), dim=spectrum.spectrum.dim, n_probes=spectrum.n_probes,
+                             hessian_samples=hessian_samples, n_train=n_train, sweep_step=sweep_step)
     # ε against the Hessian-estimation noise: the probe standard error of tr(H)/N, in loss units at the limit
     h = magnitude_prediction.haar
     if math.isfinite(h.mean_eigenvalue_stderr) and h.mean_eigenvalue_stderr > 0:

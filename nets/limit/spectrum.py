@@ -27,6 +27,7 @@ from theory.spectrum import Spectrum
 from theory.validation import check_choice, check_int
 
 __all__ = ["SpectrumConfig", "SpectrumSummary", "hessian_operator", "estimate_spectrum", "summarize_spectrum",
+           "hessian_batches", "hessian_samples",
            "DEFAULT_SLQ_STEPS", "DEFAULT_SLQ_PROBES", "MIN_RELIABLE_STEPS"]
 
 #: Lanczos steps per probe (the authors' 128).
@@ -131,12 +132,21 @@ def summarize_spectrum(spectrum: Spectrum) -> SpectrumSummary:
                            spectrum.negative_mass_bounds(), tr, tr_se, tr / spectrum.dim)
 
 
+def hessian_samples(data: PipelineData, config: SpectrumConfig) -> int:
+    """How many training samples the Hessian averages over: all, or ``config.samples`` when fewer."""
+    return data.n_train if config.samples is None else min(config.samples, data.n_train)
+
+
 def hessian_batches(data: PipelineData, config: SpectrumConfig, generator: torch.Generator) -> Batches:
-    """The Hessian data: all training samples in order, or the fixed subset of ``config.samples`` of them."""
+    """The Hessian data: all training samples in order, or the fixed subset of ``config.samples`` of them
+    (drawn from ``generator``, the same on every rank); under ``torch.distributed`` this rank's contiguous
+    shard of them (:func:`nets.limit.parallel.shard_batches`), whose products the operator all-reduces."""
+    from nets.limit.parallel import shard_batches
+
     batches = data.train_batches(config.batch_size)
     if config.samples is not None and config.samples < data.n_train:
-        return subset_batches(batches, config.samples, config.batch_size, generator=generator)
-    return batches
+        batches = subset_batches(batches, config.samples, config.batch_size, generator=generator)
+    return shard_batches(batches, config.batch_size)
 
 
 def hessian_operator(model: nn.Module, batches: Batches, data: PipelineData, config: SpectrumConfig

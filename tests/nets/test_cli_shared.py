@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 
-from nets.cli._shared import add_threads_argument, fraction, nonneg_float, positive, run_with_threads
+from nets.cli._shared import add_threads_argument, bounded, fraction, nonneg_float, positive, run_with_threads
 
 
 def _parse(argv):
@@ -19,13 +19,17 @@ def _parse(argv):
 
 @pytest.mark.parametrize(
     "argv,expected",
-    [([], 1), (["--data", "teacher_student"], 1), (["--threads", "2"], 2), (["--data", "cifar10"], None)],
+    [([], 1), (["--data", "teacher_student"], 1), (["--threads", "2"], 2), (["--data", "cifar10"], "rule")],
 )
-def test_thread_guard_sets_and_restores(argv, expected):
+def test_thread_guard_sets_and_restores(argv, expected, monkeypatch):
+    from nets.resources import choose_threads
+
+    for name in ("OMP_NUM_THREADS", "PRUNELIMIT_THREADS", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
     seen = []
     assert run_with_threads(_parse(argv), lambda a: seen.append(torch.get_num_threads()) or 7) == 7
-    assert seen == [before if expected is None else expected]
+    assert seen == [choose_threads().threads if expected == "rule" else expected]
     assert torch.get_num_threads() == before
 
 
@@ -49,6 +53,10 @@ def test_thread_guard_restores_after_an_exception():
         (nonneg_float, "-1", "must be a finite number >= 0, got -1"),
         (nonneg_float, "x", "expected a float, got 'x'"),
         (fraction, "1.5", r"must lie in \[0, 1\], got 1.5"),
+        (bounded(float, 1e-4, 1.0), "1e-9", r"must lie in \[0.0001, 1\], got 1e-9"),
+        (bounded(int, 2), "1", "must be >= 2, got 1"),
+        (bounded(float, 0.0, open_lo=True), "nan", "must be a finite number, got nan"),
+        (bounded(int, 2), "1.5", "expected a int, got '1.5'"),
     ],
 )
 def test_value_types_reject_bad_values(parse, text, match):
@@ -59,15 +67,12 @@ def test_value_types_reject_bad_values(parse, text, match):
 def test_value_types_accept_good_values():
     assert positive(int)("3") == 3 and positive(float)("0.5") == 0.5
     assert nonneg_float("0") == 0.0 and fraction("1") == 1.0
+    assert bounded(float, 1e-4, 1.0)("1e-4") == 1e-4 and bounded(int, 2)("2") == 2
 
 
 def test_version_flag(capsys):
-    import pytest
-
     from nets.cli import main
     from nets.io import package_version
 
-    with pytest.raises(SystemExit) as info:
-        main(["--version"])
-    assert info.value.code == 0
+    assert main(["--version"]) == 0  # main returns exit codes; it never raises SystemExit
     assert capsys.readouterr().out.strip() == f"prunelimit {package_version()}"

@@ -154,3 +154,29 @@ def test_extremes_cost_nothing_and_are_exact() -> None:
 def test_error_inputs(make, exc, msg) -> None:
     with pytest.raises(exc, match=msg):
         make()
+
+
+def test_reoptimise_continues_a_quadratic_step_exactly() -> None:
+    """Compensator.reoptimise(k, self(k, reoptimise=False)) is self(k, reoptimise=True) without a second CG solve
+    (the compensated search's re-optimised pass reuses its grid levels this way); costs add up; a result of another
+    kept set is refused."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    X, y = torch.randn(200, 6, generator=g), torch.randint(0, 3, (200,), generator=g)
+    model = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 3))
+    c = Compensator(model, [(X[:100], y[:100]), (X[100:], y[100:])], config=CompensationConfig(steps=10))
+    k = 30
+    c.damping  # the first solve's damping (an eigensolve, cached) is paid before the costs are compared
+    direct = c(k, reoptimise=True)
+    quad = c(k, reoptimise=False)
+    h0 = c.operator.cost()["hvps"]
+    cont = c.reoptimise(k, quad)
+    assert c.operator.cost()["hvps"] == h0  # no CG solve repeated
+    assert cont.loss_after == direct.loss_after and cont.loss_quadratic_step == direct.loss_quadratic_step
+    assert torch.equal(cont.weights, direct.weights)
+    assert cont.optimizer_evaluations == direct.optimizer_evaluations > 0
+    assert cont.hvps == direct.hvps and cont.gradients == direct.gradients
+    with pytest.raises(ValueError, match="quadratic-step-only result of the same kept set"):
+        c.reoptimise(k + 1, quad)
+    with pytest.raises(ValueError, match="quadratic-step-only result"):
+        c.reoptimise(k, direct)

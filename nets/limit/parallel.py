@@ -1,0 +1,87 @@
+"""Data and level parallelism of the pipeline across ``torch.distributed`` ranks (``torchrun``).
+
+When a default process group is initialised (``torchrun --nproc_per_node K …`` and
+:func:`torch.distributed.init_process_group`), every rank runs the same pipeline on the same model and the same
+full data, and three parts are split:
+
+* **the Hessian data** (the spectrum's products, the compensated search, the Taylor prediction and the
+  oracle): each rank keeps the contiguous shard ``tensor_split(samples, K)[rank]`` of the Hessian samples
+  (:func:`shard_batches`); :class:`nets.hessian.HessianOperator` and :class:`nets.compensate.Compensator`
+  all-reduce the batch-size-weighted sums, so every rank gets the products and losses of the union — the
+  single-process values up to the order of floating-point summation;
+* **the sweep levels**: each rank evaluates every ``K``-th grid level of the LOMP sweep on the full data
+  (:func:`split_levels`), and the values are summed across ranks (each level's owner contributes its value,
+  the others zero), so every level's loss is bit-identical to the single-process one and the limits are too;
+* **training** (:func:`nets.train.train` with ``distributed=True``: DDP over shards of each global batch).
+
+Everything else (ε, the predictions, the bisection steps after the grid) is computed redundantly and
+identically on every rank; only rank 0 should write files or print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = ["process_group", "is_distributed", "shard_batches", "split_levels", "all_reduce_sum"]
+
+
+def is_distributed() -> bool:
+    """Whether a ``torch.distributed`` default process group is initialised."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def process_group() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group; ``(0, 1)`` without one."""
+    if not is_distributed():
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` across ranks in place (no-op without a process group); returns ``t``."""
+    if is_distributed():
+        torch.distributed.all_reduce(t)
+    return t
+
+
+def shard_batches(batches: Sequence[tuple[torch.Tensor, torch.Tensor]], batch_size: int,
+                  rank: int | None = None, world: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's contiguous shard ``tensor_split(samples, world)[rank]`` of the samples in ``batches``,
+    re-batched by ``batch_size``; ``batches`` itself (as a list) with one process.
+
+    >>> b = [(torch.arange(5.0)[:, None], torch.arange(5))]
+    >>> [y.tolist() for _, y in shard_batches(b, 2, rank=1, world=2)]
+    [[3, 4]]
+    """
+    if rank is None or world is None:
+        rank, world = process_group()
+    if world == 1:
+        return list(batches)
+    X = torch.cat([x for x, _ in batches])
+    y = torch.cat([t for _, t in batches])
+    if int(X.shape[0]) < world:
+        raise ValueError(f"{int(X.shape[0])} samples cannot be shared by {world} processes: every process needs at "
+                         "least one; use fewer processes")
+    Xs = torch.tensor_split(X, world)[rank]
+    ys = torch.tensor_split(y, world)[rank]
+    return [(Xs[i : i + batch_size], ys[i : i + batch_size]) for i in range(0, int(Xs.shape[0]), batch_size)]
+
+
+def split_levels(levels: Sequence[int], evaluate: Callable[[int], Sequence[float]], width: int,
+                 device: torch.device) -> tuple[dict[int, tuple[float, ...]], int]:
+    """Evaluate ``evaluate(level)`` (``width`` floats each) for every level, each rank taking every ``K``-th
+    level, and share the values: returns ``({level: values}, evaluations made on all ranks together)``.
+
+    A level's values come from its owner alone (the others add zeros), so they are bit-identical to a
+    single-process evaluation. With one process this is a plain loop.
+    """
+    rank, world = process_group()
+    levels = list(levels)
+    out = torch.zeros((len(levels), width), dtype=torch.float64, device=device)
+    for i in range(rank, len(levels), world):
+        out[i] = torch.as_tensor(list(evaluate(levels[i])), dtype=torch.float64)
+    all_reduce_sum(out)
+    rows = out.cpu().tolist()
+    return {k: tuple(r) for k, r in zip(levels, rows)}, len(levels)
