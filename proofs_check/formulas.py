@@ -20,7 +20,7 @@ evaluate it at several non-degenerate points against a symbolic or ≥ 30-digit 
 
 An id is ``module.attribute[.attribute]`` (a function, a class or a method), optionally followed by
 ``#facet`` for one formula among several computed by the same function (``pruning_limit#sharpness_bound``).
-Sections refer to docs/math.md (the numbering of MATH.md).
+Sections refer to docs/math.md.
 """
 
 from __future__ import annotations
