@@ -302,9 +302,6 @@ class HessianOperator(LinearOperator):
     distributed:
         ``None`` (default): all-reduce across ranks iff ``torch.distributed`` is initialised; ``False``:
         never. ``process_group`` selects the group.
-    method:
-        Deprecated alias of ``hvp_method`` (a ``DeprecationWarning``; to be removed once every caller passes
-        ``hvp_method``).
 
     Attributes
     ----------
@@ -350,16 +347,7 @@ class HessianOperator(LinearOperator):
         chunk_size: int | None = None,
         distributed: bool | None = None,
         process_group: Any = None,
-        method: str | None = None,
     ) -> None:
-        if method is not None:
-            import warnings
-
-            if hvp_method != "auto":
-                raise TypeError("give hvp_method only (method is its deprecated alias), got both")
-            warnings.warn("HessianOperator(method=...) is deprecated; pass hvp_method=...", DeprecationWarning,
-                          stacklevel=2)
-            hvp_method = method
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):

@@ -104,32 +104,26 @@ def _fmt(b: float) -> str:
 
 
 def slq_memory_bytes(n: int, *, steps: int, n_probes: int, operator_dtype: torch.dtype = torch.float32) -> int:
-    """Bytes of the Lanczos vectors SLQ holds at its peak with :func:`numerics.slq.slq`'s defaults.
+    """Bytes of the Lanczos vectors SLQ holds at its peak with :func:`numerics.slq.slq`'s defaults: the numerics
+    layer's own model, :func:`numerics.lanczos.basis_bytes`, with the reorthogonalisation and accumulation dtype
+    that ``slq`` defaults to (no stored basis: the memory does not grow with ``steps``).
 
-    With ``numerics.lanczos.basis_bytes`` available it is used (with the reorthogonalisation and accumulation
-    dtype that ``slq`` defaults to); otherwise: ``k·m·n`` stored basis vectors plus six working vectors per
-    probe in the accumulation dtype (full reorthogonalisation keeps the basis).
-
-    >>> slq_memory_bytes(1000, steps=10, n_probes=2) >= 2 * 10 * 1000 * 4
+    >>> slq_memory_bytes(1000, steps=10, n_probes=2) == slq_memory_bytes(1000, steps=500, n_probes=2)
     True
+    >>> slq_memory_bytes(1000, steps=10, n_probes=2)  # 2 probes x (3 float32 working vectors + the product)
+    32000
     """
-    from numerics import lanczos as _lanczos
-    from numerics import slq as _slq
+    from numerics.lanczos import basis_bytes
+    from numerics.slq import slq
 
     n = check_int("n", n, minimum=1)
     steps = check_int("steps", steps, minimum=1)
     n_probes = check_int("n_probes", n_probes, minimum=1)
-    params = inspect.signature(_slq.slq).parameters
-    reorth = params["reorth"].default if "reorth" in params else "full"
-    acc = params["accumulate_dtype"].default if "accumulate_dtype" in params else torch.float64
+    params = inspect.signature(slq).parameters
+    acc = params["accumulate_dtype"].default
     acc = operator_dtype if acc is None else acc
-    basis_bytes = getattr(_lanczos, "basis_bytes", None)
-    if basis_bytes is not None:  # the numerics layer's own model of its memory
-        return int(basis_bytes(n, steps=steps, n_probes=n_probes, reorth=reorth, dtype=acc,
-                               operator_dtype=operator_dtype))
-    s = torch.finfo(acc).bits // 8
-    stored = n_probes * steps * n * s if reorth != "none" else 0
-    return int(stored + 6 * n_probes * n * s)
+    return int(basis_bytes(n, steps=steps, n_probes=n_probes, reorth=params["reorth"].default, dtype=acc,
+                           operator_dtype=operator_dtype))
 
 
 def activation_bytes(model: nn.Module, sample: torch.Tensor) -> float:

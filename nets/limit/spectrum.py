@@ -47,7 +47,8 @@ class SpectrumConfig:
     """SLQ and operator settings (validated here, once).
 
     ``steps``, ``n_probes``, ``probe`` (``"rademacher"``/``"gaussian"``), ``deflate`` (top-k eigenpairs first);
-    ``hvp_method``, ``hvp_dtype`` (None: the model's), ``chunk_size`` (probes per vmap chunk),
+    ``hvp_method`` (the streaming product; ``"auto"``: the faster of the two, measured), ``hvp_dtype`` (None: the
+    model's), ``chunk_size`` (probes per vmap chunk),
     ``cache_graph`` (``"auto"``: keep the first-order graphs when they fit in memory), ``batch_size`` (of the
     Hessian data; only partitions the average), ``samples`` (a fixed random subset of the training samples;
     None: all).
@@ -57,7 +58,7 @@ class SpectrumConfig:
     n_probes: int = DEFAULT_SLQ_PROBES
     probe: str = "rademacher"
     deflate: int | None = None
-    hvp_method: str = "forward-over-reverse"
+    hvp_method: str = "auto"
     hvp_dtype: torch.dtype | None = None
     chunk_size: int | None = None
     cache_graph: bool | str = "auto"
@@ -70,7 +71,7 @@ class SpectrumConfig:
         check_choice("probe", self.probe, ("rademacher", "gaussian"))
         if self.deflate is not None:
             check_int("deflate", self.deflate, minimum=1)
-        check_choice("hvp_method", self.hvp_method, HVP_METHODS)
+        check_choice("hvp_method", self.hvp_method, ("auto", *HVP_METHODS))
         if self.hvp_dtype is not None:
             check_choice("hvp_dtype", self.hvp_dtype, (torch.float32, torch.float64))
         if self.chunk_size is not None:
@@ -152,7 +153,7 @@ def hessian_batches(data: PipelineData, config: SpectrumConfig, generator: torch
 def hessian_operator(model: nn.Module, batches: Batches, data: PipelineData, config: SpectrumConfig
                      ) -> HessianOperator:
     """The Hessian of the run's loss over ``batches`` w.r.t. the prunable weights (module docstring)."""
-    return HessianOperator(model, data.loss_fn, batches, method=config.hvp_method, dtype=config.hvp_dtype,
+    return HessianOperator(model, data.loss_fn, batches, hvp_method=config.hvp_method, dtype=config.hvp_dtype,
                            chunk_size=config.chunk_size, cache_graph=config.cache_graph)
 
 
