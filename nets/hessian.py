@@ -491,7 +491,11 @@ class HessianOperator(LinearOperator):
         return self._n_samples
 
     def cost(self) -> dict[str, int]:
-        """Cost counters in model-independent units (products, calls, data passes), to report beside seconds."""
+        """Cost counters in model-independent units (products, calls, data passes), to report beside seconds.
+
+        Not counted: the timing products of ``hvp_method="auto"`` (a warm-up and one timed product of each
+        streaming method on at most 64 samples of the first batch, recorded in :attr:`hvp_choice` with their
+        seconds), which are a fixed cost independent of the number of products."""
         return {
             "hvps": self.n_products,
             "matmat_calls": self.n_matmat,

@@ -113,8 +113,8 @@ def _env_int(name: str) -> int | None:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return None
-    try:
-        v = int(raw)
+    try:  # OpenMP's list form "2,1" (one count per nesting level): the first is torch's intra-op count
+        v = int(raw.split(",")[0]) if name == "OMP_NUM_THREADS" else int(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a positive integer, got {name}={raw!r}") from exc
     if v < 1:
@@ -160,23 +160,35 @@ def use_threads(choice: ThreadChoice | int | None = None) -> Iterator[ThreadChoi
         choice = choose_threads(choice)
     previous = torch.get_num_threads()
     torch.set_num_threads(choice.threads)
+    _ACTIVE.append(choice)
     try:
         yield choice
     finally:
+        _ACTIVE.pop()
         torch.set_num_threads(previous)
+
+
+#: the choices of the enclosing :func:`use_threads` blocks (innermost last)
+_ACTIVE: list[ThreadChoice] = []
 
 
 @contextlib.contextmanager
 def library_threads() -> Iterator[ThreadChoice]:
     """The thread guard of a long-running library call: the caller's torch setting, capped at
-    :func:`choose_threads` (an explicit ``PRUNELIMIT_THREADS`` wins), restored afterwards."""
+    :func:`choose_threads` (an explicit ``PRUNELIMIT_THREADS`` wins), restored afterwards. Inside a
+    :func:`use_threads` block whose count is still in force (the CLI's ``--threads`` or its rule, an enclosing
+    library call) that choice is kept and reported as it is."""
     import torch
 
-    rule = choose_threads()
     current = torch.get_num_threads()
+    if _ACTIVE and _ACTIVE[-1].threads == current:
+        with use_threads(_ACTIVE[-1]) as c:
+            yield c
+        return
+    rule = choose_threads()
     if rule.source == THREADS_ENV or current > rule.threads:
         choice = rule if rule.source == THREADS_ENV else ThreadChoice(
-            rule.threads, "capped-to-physical-cores", rule.allowed_cpus, rule.physical_cores, rule.cgroup_limit,
+            rule.threads, f"capped ({rule.source})", rule.allowed_cpus, rule.physical_cores, rule.cgroup_limit,
             rule.local_processes)
     else:
         choice = ThreadChoice(current, "caller", rule.allowed_cpus, rule.physical_cores, rule.cgroup_limit,

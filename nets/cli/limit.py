@@ -398,7 +398,7 @@ def format_report(result: Any, train_info: dict[str, Any] | None = None, run_inf
     for note in (train_info or {}).get("notes", []):
         lines.append(f"note: {note}")
     if used:
-        th = (run_info or {}).get("threads") or used.get("threads") or {}
+        th = used.get("threads") or (run_info or {}).get("threads") or {}
         lines.append(f"run: {used.get('world_size', 1)} process(es), {th.get('threads', '?')} torch thread(s) each "
                      f"({th.get('source', '?')}), Hessian path {used.get('hessian_path')}")
     lines.append("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items())

@@ -307,7 +307,7 @@ def measure_magnitude(model: nn.Module, data: PipelineData, tolerance: Tolerance
     curves = {name: arr[:, i] for i, name in enumerate(("kept_fraction", "kept_count", "train_loss", "train_acc",
                                                         "test_loss", "test_acc", "objective"))}
     set_level(N)  # restore the dense weights
-    levels = len(set(cache_train) | set(cache_test))
+    levels = len((set(cache_train) | set(cache_test)) - {N})  # the dense level comes from the tolerance stage
     return MagnitudeMeasurement(curves, limits, levels, passes, time.perf_counter() - t0)
 
 
@@ -342,8 +342,10 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
              "predicted_increase_compensated": 0.0, "step_size": 0.0, "cg": None, "optimizer": None,
              "optimizer_evaluations": 0, "hvps": 0, "gradients": 0, "forward_passes": 0, "seconds": 0.0}
 
-    quadratic: dict[int, Any] = {}  # the quadratic-step results the re-optimised search continues from
-    on_grid = {int(k) for k in grid}
+    # the quadratic-step results the re-optimised search continues from (every level: both searches bisect
+    # in overlapping brackets, so its midpoints are mostly levels the first search has solved already)
+    quadratic: dict[int, Any] = {}
+    keep = config.reoptimise and compensator.config.steps > 0
 
     def level(k: int, full: bool) -> dict[str, Any]:
         nonlocal opt_evals
@@ -355,7 +357,7 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
                 r = compensator.reoptimise(k, quadratic.pop(k))
             else:
                 r = compensator(k, reoptimise=full)
-                if not full and k in on_grid:  # the grid is what the re-optimised search evaluates first
+                if not full and keep:
                     quadratic[k] = dataclasses.replace(r, weights=r.weights.cpu())
             d = r.to_dict()
             if not full:

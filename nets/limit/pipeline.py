@@ -210,7 +210,8 @@ def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn
     tol = estimate_tolerance(work, data, dataclasses.replace(cfg.tolerance, eval_batch_size=cfg.measurement.eval_batch_size))
     report("tolerance", 1, 1)
     timings["tolerance"] = time.perf_counter() - t0
-    cost["tolerance"] = {"forward_passes": 2 + (0 if tol.source == "given" else 1)}
+    # the training pass, the test pass (when there is test data) and the per-batch losses of the default ε
+    cost["tolerance"] = {"forward_passes": 1 + (tol.test is not None) + (tol.source != "given")}
     _stage_done("tolerance", timings["tolerance"], cost["tolerance"])
 
     # ---- 2. the Hessian spectrum ----------------------------------------------------------------------------
@@ -232,6 +233,8 @@ def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn
                        config=cfg.measurement.compensation, operator=comp_op, l1=data.l1,
                        min_eigenvalue=summary.ritz_min)
     grad = comp.gradient
+    if comp_op is None:
+        del op  # its cached graphs are not reused: free them before the measurements build their own
     timings["gradient"] = time.perf_counter() - t0
     cost["gradient"] = {"gradients": 1}
     _stage_done("gradient", timings["gradient"], cost["gradient"])
@@ -246,7 +249,7 @@ def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn
     want_taylor = cfg.prediction.magnitude_method == "taylor"
     mag_pred = predict_magnitude(slq_res.spectrum, w_star, tol.eps, cfg.prediction,
                                  operator=comp.operator if want_taylor else None,
-                                 gradient=grad if want_taylor else None)
+                                 gradient=grad if want_taylor else None, block=cfg.spectrum.n_probes)
     report("predict", 2, 2)
     timings["predict"] = time.perf_counter() - t0
     cost["predict"] = {"hvps": comp.operator.cost()["hvps"] - h_before}

@@ -160,12 +160,14 @@ def taylor_magnitude_limit(
     *,
     grid_step: float = 0.05,
     order: torch.Tensor | None = None,
+    block: int | None = None,
 ) -> TaylorMagnitudeLimit:
     """The least kept count ``k`` with ``−g_Pᵀw_P + ½ w_PᵀHw_P ≤ ε`` (grid + bisection; one HVP per level).
 
     ``operator`` is the Hessian at ``weights`` (``w*``), ``gradient`` the gradient there (flat, prunable
     weights), ``order`` the coordinates by decreasing ``|w*|`` (default: computed, ties to the smaller index).
-    The grid levels share one batched operator call.
+    The grid levels share batched operator calls of at most ``block`` columns (None: one call), which bounds
+    the products' memory (the pipeline passes the SLQ's block width, which its memory plan already counts).
     """
     w = weights.detach().to(torch.float64).reshape(-1)
     g = gradient.detach().to(device=w.device, dtype=torch.float64).reshape(-1)
@@ -187,13 +189,15 @@ def taylor_magnitude_limit(
     def evaluate(counts: list[int]) -> list[float]:
         nonlocal hvps
         todo = [k for k in counts if k not in terms and k < N]
-        if todo:
-            U = pruned_parts(todo)
+        width = len(todo) if block is None else block
+        for i in range(0, len(todo), max(1, width)):
+            part = todo[i:i + width]
+            U = pruned_parts(part)
             HU = operator.matmat(U.to(operator.dtype)).to(torch.float64)
-            hvps += len(todo)
+            hvps += len(part)
             lin = -(g[:, None] * U).sum(0)
             quad = 0.5 * (U * HU).sum(0)
-            for k, a, b in zip(todo, lin.tolist(), quad.tolist()):
+            for k, a, b in zip(part, lin.tolist(), quad.tolist()):
                 terms[k] = (a, b)
         return [0.0 if k >= N else terms[k][0] + terms[k][1] for k in counts]
 
@@ -211,11 +215,14 @@ def predict_magnitude(
     *,
     operator: LinearOperator | None = None,
     gradient: torch.Tensor | None = None,
+    block: int | None = None,
 ) -> MagnitudePrediction:
-    """The Haar prediction always; the Taylor prediction when ``operator`` and ``gradient`` are given."""
+    """The Haar prediction always; the Taylor prediction when ``operator`` and ``gradient`` are given (its
+    products in calls of at most ``block`` columns)."""
     haar = haar_magnitude_limit(spectrum, weights.detach().cpu().double().numpy(), eps)
     taylor = None
     if operator is not None and gradient is not None:
-        taylor = taylor_magnitude_limit(operator, gradient, weights, eps, grid_step=config.taylor_grid_step)
+        taylor = taylor_magnitude_limit(operator, gradient, weights, eps, grid_step=config.taylor_grid_step,
+                                        block=block)
     method = config.magnitude_method if (config.magnitude_method == "haar" or taylor is not None) else "haar"
     return MagnitudePrediction(method, haar, taylor)

@@ -200,8 +200,11 @@ def plan_memory(
                                                            reorth=reorth, basis_dtype=sp.basis_dtype),
                               False, f"SLQ {k} probes x {steps} steps on N = {N} (reorth={reorth})"))
     if ms.fundamental:
+        # the quadratic-step weights (float64) of every level kept for the re-optimised search: the grid and
+        # the bisection levels of both searches
         grid = int(round(1.0 / ms.compensated_grid_step)) + 2
-        comp = P + 8 * N * 8 + 2 * 20 * N * s + grid * N * s
+        bisect = math.ceil(math.log2(max(2.0, ms.compensated_grid_step / max(ms.compensated_resolution, 1.0 / N))))
+        comp = P + 8 * N * 8 + 2 * 20 * N * s + (grid + 2 * bisect) * N * 8
         stages.append(StageMemory("compensated", int(comp), False,
                                   "model copy, CG vectors, L-BFGS history, the grid levels' quadratic steps"))
     stages.append(StageMemory("sweep", int(a * min(ms.eval_batch_size, n_train) + 3 * N * 8), False,

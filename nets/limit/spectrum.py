@@ -190,6 +190,10 @@ class _Progress(LinearOperator):
     def hvp_path(self) -> str | None:
         return self._op.hvp_path
 
+    @property
+    def hvp_choice(self) -> Any:
+        return self._op.hvp_choice
+
 
 def estimate_spectrum(operator: HessianOperator, config: SpectrumConfig, generator: torch.Generator,
                       progress: Progress | None = None) -> SLQResult:
@@ -207,9 +211,13 @@ def estimate_spectrum(operator: HessianOperator, config: SpectrumConfig, generat
 
 def resolve_reorth(config: SpectrumConfig, n: int, steps: int, operator_dtype: torch.dtype) -> str:
     """The reorthogonalisation ``config.reorth`` runs on ``n`` weights: ``"auto"`` is ``"full"`` when the stored
-    basis (:func:`numerics.lanczos.basis_bytes`) fits in :data:`REORTH_AUTO_MAX_BYTES`, else ``"none"``."""
+    basis (:func:`numerics.lanczos.basis_bytes`) fits in :data:`REORTH_AUTO_MAX_BYTES` or when ``steps`` reaches
+    ``n − deflate`` (an exact spectrum is asked for: its nodes must be the eigenvalues, without ghosts), else
+    ``"none"``."""
     if config.reorth != "auto":
         return config.reorth
+    if steps >= n - (config.deflate or 0):
+        return "full"
     from numerics.lanczos import basis_bytes
 
     need = basis_bytes(n, steps=steps, n_probes=config.n_probes, reorth="full",

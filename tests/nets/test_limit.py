@@ -67,6 +67,8 @@ def test_both_limits_are_predicted_and_measured(result):
     fm = result.fundamental_measurement
     assert fm.kept_fraction_reoptimised <= fm.kept_fraction + 1e-12  # re-optimisation only lowers the loss
     assert f.measured_reoptimised == fm.kept_fraction_reoptimised
+    # no level's CG solve is repeated by the re-optimised search: the operator counted exactly the levels' products
+    assert fm.hvps == sum(d["hvps"] for d in fm.levels)
     for meth in ("free", "flat"):
         assert math.isfinite(result.fundamental_prediction.limits[meth].stderr)  # 3 probes: finite SLQ error
 
@@ -397,6 +399,7 @@ def test_spectrum_reorth_auto_by_basis_memory():
     assert resolve_reorth(cfg, n_max, 128, torch.float32) == "full"
     assert resolve_reorth(cfg, n_max + 1, 128, torch.float32) == "none"
     assert resolve_reorth(SpectrumConfig(reorth="partial"), 10**9, 128, torch.float32) == "partial"
+    assert resolve_reorth(SpectrumConfig(steps=10**5), 10**5, 10**5, torch.float32) == "full"  # exact: no ghosts
     g = torch.Generator().manual_seed(3)
     model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
     X, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)

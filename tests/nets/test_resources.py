@@ -88,13 +88,31 @@ def test_library_threads_caps_an_oversubscribed_setting_and_keeps_a_lower_one(cl
     try:
         torch.set_num_threads(4)
         with library_threads() as c:
-            assert torch.get_num_threads() == 2 and c.source == "capped-to-physical-cores"
+            assert torch.get_num_threads() == 2 and c.source == "capped (physical-cores)"
         assert torch.get_num_threads() == 4
         torch.set_num_threads(1)
         with library_threads() as c:
             assert torch.get_num_threads() == 1 and c.source == "caller"
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_explicit_choice_survives_library_calls(clean_env):
+    """The CLI's --threads (a use_threads block) is kept by the library's guard, even above the rule's count."""
+    clean_env.setattr(res, "choose_threads", lambda *a, **k: ThreadChoice(1, "physical-cores", 1, 1))
+    before = torch.get_num_threads()
+    with use_threads(ThreadChoice(3, "explicit", 1, 1)):
+        with library_threads() as c:
+            assert torch.get_num_threads() == 3 and c.source == "explicit"
+        torch.set_num_threads(5)  # changed by the caller inside the block: the guard caps it again
+        with library_threads() as c:
+            assert torch.get_num_threads() == 1 and c.source == "capped (physical-cores)"
+    assert torch.get_num_threads() == before
+
+
+def test_omp_list_form_takes_the_first_level(clean_env):
+    clean_env.setenv("OMP_NUM_THREADS", "2,1")
+    assert choose_threads().threads == 2 and choose_threads().source == "OMP_NUM_THREADS"
 
 
 def test_the_pipeline_records_its_threads(clean_env):
