@@ -110,12 +110,11 @@ def _available(device: str) -> int | None:
 def preflight(args: argparse.Namespace) -> GrdaPlan:
     """Check everything that can be checked before training (module docstring); returns the plan."""
     from nets.cli._preflight import check_out_dir
-
     from nets.cli.grda import GIVEN, GIVEN_BEFORE
 
     study = getattr(args, "study", None)
     plan = GrdaPlan()
-    given = dict((opt, val) for opt, val in getattr(args, GIVEN if study else GIVEN_BEFORE, []))
+    given = dict(getattr(args, GIVEN if study else GIVEN_BEFORE, []))
     if study is not None:
         before = getattr(args, GIVEN_BEFORE, [])
         if before:
@@ -242,9 +241,8 @@ def _check_mu(args: argparse.Namespace, plan: GrdaPlan) -> None:
 # ---------------------------------------------------------------------------------------------- configs
 def _configs(args: argparse.Namespace, study: str | None, given: dict[str, Any], plan: GrdaPlan) -> list[Any]:
     """The training configs of the run (validated) and the stage configs of the plan."""
-    from nets.grda import CalibrationConfig, StoppingRule
-
     from nets.cli.grda import _config
+    from nets.grda import CalibrationConfig, StoppingRule
 
     try:
         if study == "stopping":
@@ -324,7 +322,6 @@ def _check_sizes_and_steps(args: argparse.Namespace, study: str | None, configs:
     from dataclasses import replace
 
     from nets.cli._runner import context
-
     from nets.cli.grda import _setup
 
     world = context().world_size

@@ -38,8 +38,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nets.cli._runner import context
 from nets.cli._shared import add_threads_argument, bounded, nonneg_float, positive, run_with_threads
@@ -306,7 +307,7 @@ def _setup(args: argparse.Namespace, data: str | None = None) -> Any:
 def _config(args: argparse.Namespace, **overrides: Any) -> Any:
     from nets.grda_study import SCHEDULES, grda_config
 
-    sched = (dict(schedule="multistep", milestones=(args.lr_drop_epoch,), gamma=0.1) if args.lr_drop_epoch
+    sched = ({"schedule": "multistep", "milestones": (args.lr_drop_epoch,), "gamma": 0.1} if args.lr_drop_epoch
              else SCHEDULES[args.schedule](args.epochs))
     kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
               weight_decay=args.weight_decay, grda_mu=args.mu, seed=args.seed, device=args.device, **sched)
