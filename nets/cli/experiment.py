@@ -48,6 +48,9 @@ def _names() -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("Under torchrun --nproc_per_node K the networks of the scale are shared among the K processes (as "
+                     "--jobs K shares them; --out must be visible to all of them); rank 0 assembles the experiments, "
+                     "writes and prints once. With fewer networks than processes the others have nothing to do.")
     parser.add_argument("name", nargs="?", metavar="NAME", choices=_names(),
                         help="experiment to run, or 'all' (see --list): " + ", ".join(_names()))
     parser.add_argument("--list", action="store_true", help="list the experiments and the networks of each scale")

@@ -25,11 +25,12 @@ training step is replayed to refuse a ``--c``/``--lr`` whose first threshold alr
 A bad input exits with status 2 and one line naming the option and the value; a diverging training names the
 epoch. Settings below what the reported numbers need are warnings in the output and the JSON.
 
-Under ``torchrun --nproc_per_node K`` every training run (gRDA, its SGD partner, the calibration runs, the
-studies' runs) is data-parallel: each process computes the gradient of its shard of every global batch and
+Under ``torchrun --nproc_per_node K`` every gRDA and SGD training run (the comparison's, the calibration's, the
+studies') is data-parallel: each process computes the gradient of its shard of every global batch and
 the gradients are averaged, so each gRDA step sees the gradient of the whole batch, as in one process (the
-same result up to the order of floating-point summation). The diagnostics (Hessian, paths, controls) and
-the ``valley`` study are not split: every process computes them on the full data (identical results).
+same result up to the order of floating-point summation). The diagnostics (Hessian, paths, controls), the
+``pretrained`` study's LOMP fine-tuning and the ``valley`` study are not split: every process computes them on
+the full data (identical results).
 Rank 0 alone prints and writes.
 """
 
@@ -209,9 +210,20 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    help="also report where the stopping rule with this window would stop gRDA (default: 10)")
 
 
+#: the --help epilog of ``prunelimit grda`` (what torchrun does)
+TORCHRUN_HELP = ("Under torchrun --nproc_per_node K every gRDA and SGD training run (the comparison's, the "
+                 "calibration's and the studies') is data-parallel across the K processes: each computes the gradient of its shard of "
+                 "every global batch and the gradients are averaged, so each gRDA step is the single-process step up "
+                 "to the order of floating-point summation. Not split: the diagnostics (Hessian, paths, controls), the "
+                 "pretrained study's LOMP fine-tuning and the valley study, which every process computes on the full "
+                 "data (identical results). Rank 0 alone "
+                 "prints and writes.")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from nets.grda_study import VARIANTS
 
+    parser.epilog = TORCHRUN_HELP
     _add_common(parser, out_default="prunelimit-grda")
     _add_run(parser)
     _record_given(parser, GIVEN_BEFORE)
