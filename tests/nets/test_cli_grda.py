@@ -168,3 +168,38 @@ def test_a_dead_network_is_refused_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("prunelimit grda: error: --c 1000 with --lr 0.1 and --mu 0.55") and "every c >= " in err
     assert not list(out.iterdir())
+
+
+def test_settings_below_the_reported_precision_warn_and_are_recorded(tmp_path, capsys):
+    out = tmp_path / "warn"
+    rc = main(["grda", "--out", str(out), "--epochs", "1", "--hidden", "4", "--c", "0", "--diagnostic-samples", "100",
+               "--top-k", "1", "400", "--path-points", "3", "--bezier-steps", "0", "--no-compensation",
+               "--no-directional", "--stopping-window", "5", "--no-progress"])
+    assert rc == 0
+    rec = json.loads((out / "grda.json").read_text())
+    codes = [w["code"] for w in rec["warnings"]]
+    assert sorted(codes) == ["c", "diagnostic-samples", "path-points", "stopping-window", "top-k"]
+    text = capsys.readouterr().out
+    for w in rec["warnings"]:
+        assert f"warning [{w['code']}]: {w['message']}" in text
+    used = rec["used"]
+    # the values the run used, beside the arguments as given
+    assert used["top_k"] == [1] and rec["args"]["top_k"] == [1, 400] and used["n_parameters"] == 310
+    assert used["diagnostic_samples"] == 100 and used["hessian"] == "dense" and used["world_size"] == 1
+    assert rec["result"]["diagnostics"]["config"]["samples"] == 100
+
+
+def test_all_weights_zero_at_the_end_warns(tmp_path):
+    """c = 3 passes the first-step check (c* = 16.4 on this seed) but its threshold after the first epoch (2.12)
+    is above every initial weight (1.46), and the run ends with every prunable weight at zero: both are warned."""
+    out = tmp_path / "end"
+    assert main(["grda", "--out", str(out), "--epochs", "2", "--hidden", "4", "--c", "3", "--no-diagnostics",
+                 "--no-progress"]) == 0
+    rec = json.loads((out / "grda.json").read_text())
+    fs = rec["used"]["first_step"]
+    assert fs["threshold"] < fs["largest"] and 3 < fs["c_all_zero"]
+    assert rec["result"]["sparsity"]["prunable_weights"] == 1.0
+    messages = [w["message"] for w in rec["warnings"] if w["code"] == "c"]
+    assert len(messages) == 2
+    assert "the threshold after the first epoch, 2.12, is above every initial weight" in messages[0]
+    assert "every prunable weight at zero" in messages[1]
