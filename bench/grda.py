@@ -46,8 +46,8 @@ def resnet18_cifar_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
 
 
 class AuthorsGRDA(torch.optim.Optimizer):
-    """The authors' update rule in their style (a peer for timing only; written from MATH.md §4's description
-    of their code): per-parameter 1-element float32 counter and threshold on the CPU, the threshold increment
+    """The authors' update rule in their style (a peer for timing only; written from the description of their
+    code in docs/math.md §4): per-parameter 1-element float32 counter and threshold on the CPU, the threshold increment
     recomputed with ``torch.pow`` every step, the soft threshold as ``sign·clamp``."""
 
     def __init__(self, params, lr, c, mu):

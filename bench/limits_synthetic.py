@@ -1,7 +1,7 @@
 """Synthetic error table of the pruning limit: exact quadratic oracle vs free (ours) vs flat (the authors').
 
 For each spectrum law, dimension D and seed we build ``H = Q diag(λ) Qᵀ`` with a Haar-random ``Q``, trained
-weights ``w* = 0.1 · Laplace(1)`` (the setting of MATH.md §2's table: with seed 0, D = 1000, exp(1),
+weights ``w* = 0.1 · Laplace(1)`` (the setting of the table in docs/math.md §2: with seed 0, D = 1000, exp(1),
 ε = 0.005 it gives exact / flat / free = 0.817 / 0.755 / 0.819), and compare kept fractions at several ε:
 
 * ``exact``: :meth:`theory.quadratic.QuadraticModel.magnitude_threshold` (one unpivoted LDLᵀ, checked

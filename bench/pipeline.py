@@ -11,7 +11,8 @@ the same product path, reported):
   steady state: the cost unit of the spectrum stage, and the ratio HVP pass / gradient;
 * the Lanczos overhead: spectrum-stage seconds / (Lanczos steps × one HVP pass), 1 when SLQ is all products;
 * the authors' sweep, which saved a full checkpoint per level (``torch.save`` of the state dict, timed on
-  ``--save-levels`` levels and extrapolated to the grid; EXPERIMENTS.md mistake 7), against the in-memory sweep.
+  ``--save-levels`` levels and extrapolated to the grid; docs/experiments.md §1.4, mistake 7), against the
+  in-memory sweep.
 
 Each quantity is reported as the median with min–max over the repeats (the order of the measurements rotates
 from repeat to repeat); cost in HVPs, gradients and data passes beside seconds. Accuracy assertions: limits in

@@ -11,10 +11,11 @@ pipeline's default) take the same Hessian.
 Per size, in interleaved rounds (round r runs every contender once, in an order rotated by r; medians with
 min–max over the rounds):
 
-* ``ours``: what :func:`nets.limit.hessian_spectrum` runs — ``HessianOperator(model, CrossEntropyLoss(),
-  batches, cache_graph="auto")`` with the library's defaults, then ``slq(op, steps=, n_probes=, generator=)``
-  with the library's defaults — timed from the operator's construction (the first product builds the cached
-  graph) to the result;
+* ``ours``: what ``prunelimit limit``/``spectrum`` run — ``HessianOperator(model, CrossEntropyLoss(),
+  batches, cache_graph="auto")`` with the library's defaults, then :func:`nets.limit.estimate_spectrum` with
+  the default :class:`nets.limit.SpectrumConfig` (``reorth="auto"``: full reorthogonalisation of a float64
+  basis up to 64 MiB, about 16 k weights at 128 × 4, else the basis-free recurrence in float64) — timed from
+  the operator's construction (the first product builds the cached graph) to the result;
 * ``PyHessian single-batch``: ``hessian(model, criterion, data=(X, Y)).density(iter=steps, n_v=probes)``
   (its graph built once in the constructor, timed), on the same samples as one batch;
 * ``PyHessian dataloader`` (``--modes`` includes ``dataloader``): ``dataloader=`` over the same samples in
@@ -176,8 +177,15 @@ def run_ours(model: nn.Module, batches: list, args: argparse.Namespace, seed: in
     sync(device)
     t0 = time.perf_counter()
     op = operator(model, batches)
-    kw: dict[str, Any] = {"reorth": "partial"} if partial else {}
-    res = slq(op, steps=args.steps, n_probes=args.probes, generator=torch.Generator().manual_seed(seed), **kw)
+    generator = torch.Generator().manual_seed(seed)
+    try:  # the pipeline's own call (reorth="auto", float64 Lanczos vectors)
+        from nets.limit.spectrum import SpectrumConfig, estimate_spectrum, resolve_reorth  # noqa: F401
+
+        cfg = SpectrumConfig(steps=args.steps, n_probes=args.probes, **({"reorth": "partial"} if partial else {}))
+        res = estimate_spectrum(op, cfg, generator)
+    except ImportError:  # the older code: slq's defaults were the pipeline's
+        kw: dict[str, Any] = {"reorth": "partial"} if partial else {}
+        res = slq(op, steps=args.steps, n_probes=args.probes, generator=generator, **kw)
     sync(device)
     seconds = time.perf_counter() - t0
     cost = op.cost()
@@ -358,9 +366,13 @@ def memory_child(args: argparse.Namespace) -> int:
             est_op = operator(model, batches).estimate_memory(args.probes)
             path = "cached double-backward" if est_op.cached_graph_bytes is not None and (
                 est_op.cached_graph_bytes <= 1 << 30) else "double-backward"
-            reorth = "partial" if args.memory_child_contender == "ours reorth=partial" else "none"
-            estimate = basis_bytes(n, steps=args.steps, n_probes=args.probes, reorth=reorth,
-                                   dtype=torch.float32) + est_op.paths[path]
+            from nets.limit.spectrum import SpectrumConfig, resolve_reorth
+
+            cfg = SpectrumConfig(steps=args.steps, n_probes=args.probes,
+                                 reorth="partial" if args.memory_child_contender == "ours reorth=partial" else "auto")
+            estimate = basis_bytes(n, steps=args.steps, n_probes=args.probes,
+                                   reorth=resolve_reorth(cfg, n, args.steps, torch.float32),
+                                   dtype=cfg.basis_dtype, operator_dtype=torch.float32) + est_op.paths[path]
         except (ImportError, AttributeError):  # the older code has no estimator
             estimate = None
     if device.type == "cuda":
@@ -431,7 +443,7 @@ def bench_size(target: int, args: argparse.Namespace) -> dict:
                 np.save(cache, exact)
         out["exact"] = {"seconds": t_dense, "lambda_min": float(exact[0]), "lambda_max": float(exact[-1])}
     span = None if exact is None else float(exact[-1] - exact[0])
-    partial = args.partial and has_partial() and args.probes * args.steps * n * 4 <= args.partial_max_gb * 2**30
+    partial = args.partial and has_partial() and args.probes * args.steps * n * 8 <= args.partial_max_gb * 2**30
     for mode in args.modes:
         batches = split(X, y, args.samples if mode == "single" else args.batch_size)
         peer = f"PyHessian {'single-batch' if mode == 'single' else 'dataloader'}"
@@ -570,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partial", action=argparse.BooleanOptionalAction, default=True,
                    help="also time reorth='partial' (stored basis) where it fits --partial-max-gb")
     p.add_argument("--partial-max-gb", type=float, default=0.5,
-                   help="skip reorth='partial' where its float32 basis exceeds this (GiB; default 0.5)")
+                   help="skip reorth='partial' where its float64 basis exceeds this (GiB; default 0.5)")
     p.add_argument("--hvp-paths", action=argparse.BooleanOptionalAction, default=True,
                    help="time each product path against one gradient")
     p.add_argument("--memory", action="store_true", help="measure peak memory per weight in fresh processes")

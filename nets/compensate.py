@@ -110,7 +110,7 @@ class CompensationConfig:
     steps: int = 0
     optimizer: str = "lbfgs"
     lr: float | None = None
-    hvp_method: str = "forward-over-reverse"
+    hvp_method: str = "auto"
     cache_graph: bool | str = "auto"
 
     def __post_init__(self) -> None:
@@ -124,6 +124,7 @@ class CompensationConfig:
             raise TypeError(f"line_search must be a bool, got line_search={self.line_search!r}")
         check_int("steps", self.steps, minimum=0)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("hvp_method", self.hvp_method, ("auto", "forward-over-reverse", "double-backward"))
         if self.lr is not None:
             check_real("lr", self.lr, minimum=0.0, open_min=True)
 
@@ -300,7 +301,7 @@ class Compensator:
         #: coordinates by decreasing ``|w*|``, ties to the smaller flat index (as nets.prune.global_magnitude_masks)
         self.order = torch.sort(self.w_star.abs(), descending=True, stable=True).indices
         self.operator = operator if operator is not None else HessianOperator(
-            self.model, self.loss_fn, self.data, method=self.config.hvp_method, cache_graph=self.config.cache_graph)
+            self.model, self.loss_fn, self.data, hvp_method=self.config.hvp_method, cache_graph=self.config.cache_graph)
         if self.operator.shape[0] != self.N:
             raise ValueError(f"operator has dimension {self.operator.shape[0]}, expected N={self.N}")
         before = self.operator.cost()

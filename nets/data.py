@@ -7,9 +7,9 @@ seed and resumable from a saved generator state. No torchvision.
 
 The Hessian data is always the *un-augmented* training set in a fixed order (:func:`fixed_batches`,
 ``DataSplit.train_eval``): the authors computed HVPs over the augmented loader, so their operator changed
-between Lanczos steps (EXPERIMENTS.md, mistake 4).
+between Lanczos steps (docs/experiments.md §1.4, mistake 4).
 
-Normalisation (EXPERIMENTS.md): CIFAR-10 mean (0.491, 0.482, 0.447) std (0.247, 0.243, 0.262); CIFAR-100 mean
+Normalisation (docs/experiments.md §1.2): CIFAR-10 mean (0.491, 0.482, 0.447) std (0.247, 0.243, 0.262); CIFAR-100 mean
 (0.507, 0.487, 0.441) std (0.267, 0.256, 0.276), applied after scaling pixels to [0, 1] and after the
 augmentation (so padding is black, as torchvision's ``RandomCrop`` on PIL images). TinyImageNet: the
 material we have does not give the authors' statistics; we use the ImageNet ones (0.485, 0.456, 0.406) /

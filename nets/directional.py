@@ -185,14 +185,14 @@ class HessianEigen:
 
 
 def hessian_eigen(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *, top: int,
-                  method: str = "auto", dense_limit: int = 3000, generator: torch.Generator) -> HessianEigen:
+                  solver: str = "auto", dense_limit: int = 3000, generator: torch.Generator) -> HessianEigen:
     """All eigenpairs (dense, ``D ≤ dense_limit`` under ``"auto"``) or the ``top`` largest (block Lanczos)."""
     from nets.hessian import HessianOperator
 
-    check_choice("method", method, ("auto", "dense", "lanczos"))
+    check_choice("solver", solver, ("auto", "dense", "lanczos"))
     D = sum(p.numel() for _, p in _trainable(model))
     top = check_int("top", top, minimum=1, maximum=D - 1)
-    use = method if method != "auto" else ("dense" if D <= dense_limit else "lanczos")
+    use = solver if solver != "auto" else ("dense" if D <= dense_limit else "lanczos")
     t0 = time.perf_counter()
     if use == "dense":
         H, hvps = dense_hessian(model, batches)
@@ -591,7 +591,7 @@ def directional_diagnostics(
     loss, test_acc = _eval_points(data, model_sgd, batches)
 
     say("hessian")
-    eig = hessian_eigen(model_sgd, batches, top=max(top_ks), method=config.hessian, dense_limit=config.dense_limit,
+    eig = hessian_eigen(model_sgd, batches, top=max(top_ks), solver=config.hessian, dense_limit=config.dense_limit,
                         generator=generator)
     seconds["hessian"] = eig.seconds
     cuts = {m: m / training_time for m in config.cut_multipliers}

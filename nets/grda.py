@@ -38,7 +38,7 @@ Our additions (not in the authors' code; each documented where it is implemented
   ``T_n`` as the rest of its group. The authors keep a per-parameter CPU counter, so such a parameter's
   threshold lags behind forever.
 
-Tools around the optimizer (ours; issue 13, answering the directional-pruning reviews):
+Tools around the optimizer (ours; issue 13, answering the directional-pruning paper's NeurIPS 2020 reviews):
 
 * **sparsity on target** — :func:`calibrate` / :func:`calibrate_training`: the ``c`` for which a run with a
   given schedule ends at a target sparsity, from the exact identity ``s(c) = F_c(c·Φ_N)`` (docs/math.md §4.1);

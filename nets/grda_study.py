@@ -1,4 +1,4 @@
-r"""gRDA studies that answer the directional-pruning reviews (issue 13; every construction here is ours).
+r"""gRDA studies that answer the directional-pruning paper's NeurIPS 2020 reviews (issue 13; all ours).
 
 Each study is one function returning a frozen result with ``to_dict()`` and ``summary()``; ``prunelimit grda``
 (:mod:`nets.cli.grda`) calls them and renders the results, ``bench/grda_*.py`` prints their tables.

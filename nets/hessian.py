@@ -7,8 +7,8 @@ augmentation) of sizes ``n_b``, ``N = Σ_b n_b``:
 
     L(θ) = (1/N) Σ_b n_b ℓ_b(θ),        H = ∇²L(θ),        H V = (1/N) Σ_b n_b ∇²ℓ_b(θ) V,
 
-where ``ℓ_b`` is the *mean* loss over batch ``b`` (MATH.md §3: the spectrum of this ``H`` is what SLQ
-estimates; EXPERIMENTS.md: HVP averaged over the whole training set, model in eval mode, BN excluded from
+where ``ℓ_b`` is the *mean* loss over batch ``b`` (docs/math.md §3.2: the spectrum of this ``H`` is what SLQ
+estimates; docs/experiments.md §1.3: HVP averaged over the whole training set, model in eval mode, BN excluded from
 ``H``). Products are batched: ``matmat(V)`` with ``V`` of shape ``(n, k)`` serves ``k`` probes.
 
 Product paths (Pearlmutter 1994, "Fast exact multiplication by the Hessian"), all exact:
@@ -276,11 +276,11 @@ class HessianOperator(LinearOperator):
     data:
         A list/tuple of ``(inputs, targets)`` batches, or a re-iterable loader (e.g. a ``DataLoader``)
         yielding the *same* samples every pass: no augmentation, no ``drop_last`` with shuffling (the
-        operator would change between Lanczos steps: EXPERIMENTS.md, mistake 4). One-shot iterators are
+        operator would change between Lanczos steps: docs/experiments.md §1.4, mistake 4). One-shot iterators are
         refused. Each pass's sample count is checked against the first pass.
     params:
         ``None`` (default: the prunable weights of Linear/Conv layers, BatchNorm and biases excluded, as in
-        the papers' spectra: EXPERIMENTS.md), a sequence of parameter names, or a predicate
+        the papers' spectra: docs/experiments.md §1.3), a sequence of parameter names, or a predicate
         ``(name, parameter) -> bool`` over ``model.named_parameters()``. Other parameters are held fixed.
     hvp_method:
         The streaming product: ``"auto"`` (default: the faster of the two, measured at the first streaming
@@ -302,9 +302,6 @@ class HessianOperator(LinearOperator):
     distributed:
         ``None`` (default): all-reduce across ranks iff ``torch.distributed`` is initialised; ``False``:
         never. ``process_group`` selects the group.
-    method:
-        Deprecated alias of ``hvp_method`` (a ``DeprecationWarning``; to be removed once every caller passes
-        ``hvp_method``).
 
     Attributes
     ----------
@@ -350,16 +347,7 @@ class HessianOperator(LinearOperator):
         chunk_size: int | None = None,
         distributed: bool | None = None,
         process_group: Any = None,
-        method: str | None = None,
     ) -> None:
-        if method is not None:
-            import warnings
-
-            if hvp_method != "auto":
-                raise TypeError("give hvp_method only (method is its deprecated alias), got both")
-            warnings.warn("HessianOperator(method=...) is deprecated; pass hvp_method=...", DeprecationWarning,
-                          stacklevel=2)
-            hvp_method = method
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
@@ -503,7 +491,7 @@ class HessianOperator(LinearOperator):
         return self._n_samples
 
     def cost(self) -> dict[str, int]:
-        """Cost counters in model-independent units (STYLE.md 15)."""
+        """Cost counters in model-independent units (products, calls, data passes), to report beside seconds."""
         return {
             "hvps": self.n_products,
             "matmat_calls": self.n_matmat,

@@ -1,6 +1,6 @@
 """The networks of the two papers, plus small defaults for the bundled digits data.
 
-Architectures follow ``EXPERIMENTS.md`` (the pruning-limit paper's public definitions, Zhang et al.,
+Architectures follow docs/experiments.md §1.1 (the pruning-limit paper's public definitions, Zhang et al.,
 NeurIPS 2024, arXiv 2306.05857); the parameter counts ``D`` quoted there are tested in
 ``tests/nets/test_models.py``:
 
@@ -25,7 +25,7 @@ n = 3: 16/32/64 channels, parameter-free zero-padding "option A" shortcuts, ≈0
 ``mlpnet`` is LeNet-300-100 (LeCun et al. 1998), the fully connected net used throughout the
 lottery-ticket line of work (Frankle & Carbin 2019). Both are *our* choice of the standard definitions.
 
-Initialisation (EXPERIMENTS.md): Kaiming normal (fan_in, gain √2) on every conv/linear weight, biases 0,
+Initialisation (docs/experiments.md §1.1): Kaiming normal (fan_in, gain √2) on every conv/linear weight, biases 0,
 BatchNorm weight 1 / bias 0, drawn from an explicit ``torch.Generator``.
 
 The two ResNets use adaptive average pooling instead of a fixed ``avg_pool2d(4)`` so that the same
@@ -64,7 +64,7 @@ __all__ = [
 def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
     """Kaiming-normal initialisation (fan_in, gain √2) of conv/linear weights, zero biases, BN (1, 0).
 
-    ``w ~ N(0, 2 / fan_in)`` (He et al. 2015, eq. 10), the authors' choice (EXPERIMENTS.md). In place;
+    ``w ~ N(0, 2 / fan_in)`` (He et al. 2015, eq. 10), the authors' choice (docs/experiments.md §1.1). In place;
     returns ``model``.
 
     >>> m = init_weights(nn.Linear(4, 3, bias=True), torch.Generator().manual_seed(0))

@@ -1,8 +1,8 @@
 """Which parameters are prunable, and flat views of parameter lists.
 
 The papers prune the weights of convolution and linear layers together (global one-shot magnitude pruning);
-biases and BatchNorm parameters are never pruned (EXPERIMENTS.md). The Hessian of the pruning limit is taken
-over the same parameters (MATH.md §2: one space, the N prunable weights), so this module is the single
+biases and BatchNorm parameters are never pruned (docs/experiments.md §1.3). The Hessian of the pruning limit is taken
+over the same parameters (docs/math.md §2: one space, the N prunable weights), so this module is the single
 definition shared by :mod:`nets.hessian`, :mod:`nets.prune` and :mod:`nets.limit`.
 """
 

@@ -4,9 +4,9 @@ A *mask* set is a ``dict`` from the qualified name of a prunable weight (:func:`
 e.g. ``"net.1.weight"``) to a ``bool`` tensor of the weight's shape, ``True`` = kept. Mask functions read the
 model and never change it; :func:`apply_masks` installs masks with ``torch.nn.utils.prune.custom_from_mask``
 (``weight = weight_orig * weight_mask``, so masked entries stay zero through any optimiser step) and
-:func:`remove_masks` makes them permanent. Biases and BatchNorm parameters are never pruned (EXPERIMENTS.md).
+:func:`remove_masks` makes them permanent. Biases and BatchNorm parameters are never pruned (docs/experiments.md §1.3).
 
-Counting convention (MATH.md §2: kept fraction ``ρ = k/N``, removed fraction ``1 − ρ``): a kept fraction
+Counting convention (docs/math.md §2: kept fraction ``ρ = k/N``, removed fraction ``1 − ρ``): a kept fraction
 ``ρ`` keeps exactly :func:`theory.limits.kept_count` ``(ρ, N)`` ``= ⌈ρN⌉`` weights up to floating-point
 rounding (per layer: ``⌈ρ_l N_l⌉``), the one rule of the package: ρ = 0.3, N = 10 keeps 3, not 4.
 
@@ -329,7 +329,7 @@ def magnitude_sweep(
     One working copy of the model is made; the prunable weights are ranked once, and at each level every
     prunable weight of the copy is rewritten from the dense values (kept) or zero (pruned), so levels are
     independent and the caller's model is untouched. Nothing is written to disk (the authors saved a full
-    checkpoint per level, EXPERIMENTS.md mistake 7). ``evaluate_fn(pruned_model)`` returns a number or a
+    checkpoint per level, docs/experiments.md §1.4, mistake 7). ``evaluate_fn(pruned_model)`` returns a number or a
     mapping of named numbers (e.g. ``{"train_loss": …, "test_acc": …}``); ``progress(i, total)`` is called
     after each level.
     """

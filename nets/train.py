@@ -1,7 +1,7 @@
 """ℓ1-regularised training with epoch-level schedules, atomic checkpoints, bit-identical resume and DDP.
 
-The objective of the pruning-limit paper (EXPERIMENTS.md): mean cross-entropy plus ``λ Σ_p ‖p‖₁`` over every
-weight and bias (BatchNorm included), a *sum*, not a mean:
+The objective of the pruning-limit paper (docs/experiments.md §1.2): mean cross-entropy plus ``λ Σ_p ‖p‖₁``
+over every weight and bias (BatchNorm included), a *sum*, not a mean:
 
 .. math::  J(w) = \\frac{1}{B} \\sum_{i \\in \\text{batch}} \\ell(f(x_i; w), y_i)
            + λ_1 \\sum_{p \\in P} \\|p\\|_1 + \\frac{λ_2}{2} \\sum_{p \\in P} \\|p\\|_2^2,
@@ -11,7 +11,7 @@ conv/linear weights (``"prunable"``). ``weight_decay`` is the optimiser's own (c
 ``λ₂``.
 
 Learning-rate schedules are functions of the *epoch* and are set once at the start of each epoch (the
-authors stepped their schedulers every iteration, EXPERIMENTS.md mistake 1). Linear warm-up over
+authors stepped their schedulers every iteration, docs/experiments.md §1.4, mistake 1). Linear warm-up over
 ``warmup_epochs`` epochs: ``lr·(e+1)/W`` for ``e < W``; then ``constant``, ``cosine``
 (``lr·½(1 + cos(π t / (E − W)))`` with ``t = e − W``) or ``multistep`` (``lr·γ^{#{m ≤ e}}`` over absolute
 epochs ``m``).
@@ -82,11 +82,11 @@ _L1_PARAMS = ("all", "prunable")
 class TrainConfig:
     """Everything that determines a training run (defaults: the pruning-limit paper's SGD setting).
 
-    Defaults from EXPERIMENTS.md: SGD, momentum 0.9, no weight decay, batch 128, 200 epochs. ``momentum=None``
-    means the optimiser's paper default: 0.9 for SGD (pruning-limit paper), 0 for gRDA (directional-pruning
-    paper); Adam uses betas (0.9, 0.999) and rejects a momentum. ``grda_c``/``grda_mu`` default to the
-    directional-pruning paper's ImageNet setting c = 0.005, μ = 0.51. ``gamma`` (multistep factor) defaults
-    to PyTorch's 0.1; the authors' AlexNet uses 0.5 (see :data:`PAPER_CONFIGS`).
+    Defaults from docs/experiments.md §1.2: SGD, momentum 0.9, no weight decay, batch 128, 200 epochs.
+    ``momentum=None`` means the optimiser's paper default: 0.9 for SGD (pruning-limit paper), 0 for gRDA
+    (directional-pruning paper); Adam uses betas (0.9, 0.999) and rejects a momentum. ``grda_c``/``grda_mu``
+    default to the directional-pruning paper's ImageNet setting c = 0.005, μ = 0.51. ``gamma`` (multistep
+    factor) defaults to PyTorch's 0.1; the authors' AlexNet uses 0.5 (see :data:`PAPER_CONFIGS`).
     """
 
     epochs: int = 200
@@ -190,7 +190,7 @@ class TrainConfig:
         return cls(**d)
 
 
-#: The authors' training configurations (EXPERIMENTS.md table): SGD, momentum 0.9, batch 128, 200 epochs.
+#: The authors' training configurations (docs/experiments.md §1.2): SGD, momentum 0.9, batch 128, 200 epochs.
 PAPER_CONFIGS: dict[str, TrainConfig] = {
     "fc5": TrainConfig(lr=0.01, l1=5e-5),
     "fc12": TrainConfig(lr=0.01, l1=5e-5),

@@ -34,7 +34,7 @@ Reorthogonalisation (``reorth``):
   the finite-precision case of SLQ in these terms [literature, not re-derived here]. What the tests check
   (``tests/numerics/test_slq.py``): each probe's float32 unreorthogonalised rule stays within the exact-arithmetic
   Jackson bound ``W1 ≤ πR/(4m)`` of that probe's own measure, and the ghosts of an outlier share its weight.
-  What ghosts *do* break is counting: a node is no longer one eigenvalue (MATH.md §3).
+  What ghosts *do* break is counting: a node is no longer one eigenvalue (docs/math.md §3).
 * ``"partial"``: partial reorthogonalisation (Simon 1984, *Math. Comp.* 42(165), "The Lanczos algorithm with
   partial reorthogonalization"): the basis is stored, the level of orthogonality ``ω_{j,i} ≈ q_jᵀq_i`` is
   estimated from ``α, β`` alone by Simon's recurrence (:func:`_omega_next`, ``O(m)`` scalars per step), and the new

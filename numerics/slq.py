@@ -8,7 +8,7 @@ of a symmetric operator.
 (:func:`numerics.lanczos.lanczos`) and returns it inside an :class:`SLQResult` that also carries what the run
 did (steps per probe, breakdowns, orthogonality loss, products, the operator's own cost counters and the
 Hessian-vector-product path it took); :func:`slq_deflated` computes the top-k eigenpairs exactly and runs SLQ
-on the rest, for functionals that are sharp near the outliers. Accuracy (MATH.md §3, Chen, Trogdon & Ubaru
+on the rest, for functionals that are sharp near the outliers. Accuracy (docs/math.md §3, Chen, Trogdon & Ubaru
 2021, main theorem [literature]): ``m = ⌈12/t + ½⌉`` steps and ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉`` Gaussian probes
 give ``W₁(Spectrum, μ_A) ≤ t (λ_max − λ_min)`` with probability ``1 − η``, so ``|(1/n) tr f − expect(f)| ≤ L t
 (λ_max − λ_min)`` for L-Lipschitz ``f`` (:func:`theory.spectrum.ctu_parameters`).
@@ -197,7 +197,7 @@ def slq(
     Runs ``n_probes`` Lanczos recurrences of ``steps`` steps advanced together (one ``matmat`` of
     ``n_probes`` columns per step; :func:`numerics.lanczos.lanczos`) from normalised Rademacher or Gaussian
     probes drawn with ``generator``, and returns their Gauss rules: nodes ``θ`` = eigenvalues of each ``T``,
-    weights ``τ = (e₁ᵀy)²`` (Ubaru, Chen & Saad 2017, SIMAX 38(4), Alg. 1; MATH.md §3). ``(1/n) tr f(A) ≈
+    weights ``τ = (e₁ᵀy)²`` (Ubaru, Chen & Saad 2017, SIMAX 38(4), Alg. 1; docs/math.md §3). ``(1/n) tr f(A) ≈
     expect(f)`` is exact for polynomials of degree ≤ 2·steps − 1 per probe, and ``steps = n`` with
     ``reorth="full"`` recovers the spectrum. Cost: ``steps · n_probes`` matvecs in ``steps`` operator calls
     (``deflate`` adds the eigensolver's). A recurrence that finds an invariant subspace stops early, with an
@@ -289,7 +289,7 @@ def slq_deflated(
 ) -> SLQResult:
     """Top-k deflated SLQ: ``k`` extreme eigenpairs computed to residual tolerance, SLQ on the rest.
 
-    For functionals that are sharp relative to the spectral range (MATH.md §3 "Pitfalls"), a few outliers
+    For functionals that are sharp relative to the spectral range (docs/math.md §3 "Pitfalls"), a few outliers
     (large Hessian eigenvalues) would otherwise take most of the Krylov budget. Let ``(θ_i, u_i)``, ``i ≤ k``,
     be Ritz pairs from :func:`numerics.eigs.eigs` (``which``, default largest magnitude), ``U = [u_i]``,
     ``P = I − UUᵀ``. SLQ is run on ``P A P`` with probes ``P z`` (normalised), so every Krylov vector lies in

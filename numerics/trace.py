@@ -2,7 +2,7 @@
 
 Hutchinson (1990; Girard 1989): for probes with ``E[zzᵀ] = I``, ``tr A = E[zᵀAz]``. The single-sample variance
 is ``2‖A‖_F²`` for Gaussian and ``2(‖A‖_F² − Σ_i A_ii²)`` for Rademacher probes (Avron & Toledo 2011, JACM
-58(2), Lemmas 1 and 9; MATH.md §3), so the mean of ``N`` samples has these divided by ``N``.
+58(2), Lemmas 1 and 9; docs/math.md §3), so the mean of ``N`` samples has these divided by ``N``.
 
 Hutch++ (Meyer, Musco, Musco & Woodruff 2021, SOSA, Algorithm 1): spend a third of the budget on a sketch
 ``Q = orth(AS)`` of the top range, take its trace exactly, and Hutchinson on the deflated remainder:

@@ -20,7 +20,7 @@ evaluate it at several non-degenerate points against a symbolic or ≥ 30-digit 
 
 An id is ``module.attribute[.attribute]`` (a function, a class or a method), optionally followed by
 ``#facet`` for one formula among several computed by the same function (``pruning_limit#sharpness_bound``).
-Sections refer to docs/math.md (the numbering of MATH.md).
+Sections refer to docs/math.md.
 """
 
 from __future__ import annotations
@@ -222,6 +222,8 @@ EXEMPT: dict[str, str] = {
     "numerics.lanczos.LanczosResult": "result container",
     "numerics.lanczos.lanczos": "the iteration itself (its Gauss rules are covered through slq)",
     "numerics.lanczos.draw_probes": "random probe generation",
+    "numerics.lanczos.basis_bytes": "memory accounting in bytes, checked against the measured peak memory in "
+                                    "tests/numerics/test_lanczos.py",
     "numerics.slq.SLQResult": "result container",
     "numerics.trace.TraceEstimate": "result container",
     "theory.directional.SupportAgreement": "result container",

@@ -1,5 +1,6 @@
 """The documentation in ``docs/``: it builds with warnings as errors, every ``docs/<page>.md §N`` reference in the
-code resolves to a numbered heading, and the API reference covers every public module.
+code resolves to a numbered heading, no file of the repository cites a file outside it, and the API reference
+covers every public module.
 
 Heading convention (stated in ``docs/index.md``): a numbered heading starts with a section sign and its number,
 ``## §2 The pruning limit`` or ``### §2.2 The two pruning limits``; a reference is the page's path from the
@@ -21,13 +22,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: where library code may cite the documentation (docstrings and comments)
 CODE_DIRS = ("theory", "numerics", "nets", "proofs_check", "bench")
+#: every folder whose files (docstrings, comments, markdown) must cite only files in the repository
+SOURCE_DIRS = CODE_DIRS + ("tests",)
 
 #: ``## §2.2 Title``: a markdown heading whose text starts with ``§`` and a dotted number
 HEADING = re.compile(r"^#{1,6}[ \t]+§(?P<number>\d+(?:\.\d+)*)(?=[\s:.]|$)", re.MULTILINE)
 #: ``docs/math.md §2.2`` (any whitespace, including a line break, between the path and the section sign)
 REFERENCE = re.compile(r"docs/(?P<page>[A-Za-z0-9_-]+)\.md(?:\s*§\s*(?P<number>\d+(?:\.\d+)*))?")
-#: the old, out-of-repository spec files that the docstrings cited before docs/ existed
-OLD_SPEC = re.compile(r"\b(?:MATH|EXPERIMENTS)\.md\b")
+#: citations of files outside the repository: the specification and style files the package was written from
+#: (before docs/ existed), the folder that held them, the seed material, and absolute paths of the machine
+OUTSIDE = re.compile(
+    r"\b(?:MATH|EXPERIMENTS|STYLE)\.md\b"  # the former specification and style guide (now docs/math.md, ...)
+    r"|(?:\.\./)+shared/|\bshared/(?:spec|seeds)\b"  # the folder beside the repository that held them
+    r"|\bseeds/(?=\w)|\b\w+_(?:summary|reviews)\.txt\b|\bseed (?:summary|reviews?|files?)\b"  # the seed material
+    r"|(?<![\w.])/(?:work|home|tmp)/(?=\w)"  # absolute paths of a machine
+)
 
 
 def numbered_headings(text: str) -> list[str]:
@@ -59,8 +68,24 @@ def _pages() -> dict[str, set[str]]:
     return {p.stem: set(numbered_headings(p.read_text(encoding="utf-8"))) for p in sorted(DOCS.glob("*.md"))}
 
 
-def _code_files() -> list[Path]:
-    return sorted(f for d in CODE_DIRS for f in (ROOT / d).rglob("*.py") if "__pycache__" not in f.parts)
+def _code_files(dirs: tuple[str, ...] = CODE_DIRS) -> list[Path]:
+    return sorted(f for d in dirs for f in (ROOT / d).rglob("*.py") if "__pycache__" not in f.parts)
+
+
+def _repository_text_files() -> list[Path]:
+    """The files whose text must not cite files outside the repository: the Python files of the packages,
+    benchmarks and tests (docstrings, comments and strings), the markdown and configuration files at the root,
+    and every page of docs/."""
+    files = _code_files(SOURCE_DIRS)
+    files += sorted(f for d in SOURCE_DIRS for f in (ROOT / d).rglob("*.md"))
+    files += sorted(p for pattern in ("*.md", "*.cff", "*.toml", "*.txt") for p in ROOT.glob(pattern))
+    files += sorted(DOCS.rglob("*.md")) + sorted(DOCS.glob("*.py"))
+    return [f for f in files if "_build" not in f.relative_to(ROOT).parts]
+
+
+def outside_citations(text: str) -> list[tuple[int, str]]:
+    """``(line number, matched text)`` of every citation of a file outside the repository in ``text``."""
+    return [(i, m.group(0)) for i, line in enumerate(text.splitlines(), 1) for m in OUTSIDE.finditer(line)]
 
 
 # ----------------------------------------------------------------------------------------------------- parser
@@ -78,6 +103,26 @@ def test_reference_check_can_fail() -> None:
     assert unresolved_references(text, pages) == ["docs/math.md §2.3", "docs/guide.md §1"]
 
 
+def test_outside_citation_check_can_fail() -> None:
+    """The scanner finds each kind of out-of-repository citation in a docstring, a comment and markdown, and
+    leaves the in-repository equivalents alone. (The planted names are assembled so that this file itself does
+    not cite them.)"""
+    spec, exp, style = "MATH" + ".md", "EXPERIMENTS" + ".md", "STYLE" + ".md"
+    planted = (
+        f'"""Setting ({spec} §1)."""\n'
+        f"x = 1  # {exp}, mistake 4\n"
+        f"See {style} 15 and ../../{'shared'}/spec/ for details.\n"
+        f"from the {'seed'} summary in {'seeds'}/pruning_limit_{'summary'}.txt\n"
+        f"read /{'work'}/shared/x\n"
+    )
+    found = outside_citations(planted)
+    assert [i for i, _ in found] == [1, 2, 3, 3, 4, 4, 4, 5]
+    assert [m for _, m in found][:4] == [spec, exp, style, "../../" + "shared/"]
+    fine = ("docs/math.md §1.2, docs/experiments.md §1.4, seeds=3, range(args.seeds), the seed's generator, "
+            "tests/theory/test_width.py, https://example.org/work/x, out/shared/, tmp_path / 'a.txt'")
+    assert outside_citations(fine) == []
+
+
 # ----------------------------------------------------------------------------------------------------- pages
 def test_numbered_headings_are_unique_and_nested() -> None:
     """Numbers are stable identifiers: each appears once per page, and §a.b sits under an existing §a."""
@@ -90,8 +135,8 @@ def test_numbered_headings_are_unique_and_nested() -> None:
 
 
 def test_math_page_keeps_the_spec_numbering() -> None:
-    """docs/math.md keeps the section numbers of the former MATH.md, so that ``MATH.md §N`` references can be
-    rewritten to ``docs/math.md §N`` mechanically."""
+    """docs/math.md keeps the section numbers of the specification the package was written from, which the
+    docstrings cite as ``docs/math.md §N``: they are stable identifiers."""
     numbers = set(numbered_headings((DOCS / "math.md").read_text(encoding="utf-8")))
     spec = {"1", "1.1", "1.2", "1.3", "1.4", "2", "2.1", "3", "4"}
     assert spec <= numbers, f"missing: {sorted(spec - numbers)}"
@@ -99,28 +144,23 @@ def test_math_page_keeps_the_spec_numbering() -> None:
 
 def test_every_docs_reference_in_the_code_resolves() -> None:
     pages = _pages()
-    files = _code_files() + [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
+    # this file's own examples (the parser tests) are not references
+    tests = [f for f in _code_files(("tests",)) if f != Path(__file__).resolve()]
+    files = _code_files() + tests + [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
     bad = [f"{f.relative_to(ROOT)}: {ref}"
            for f in files for ref in unresolved_references(f.read_text(encoding="utf-8"), pages)]
     assert not bad, "references to docs/ that do not resolve:\n" + "\n".join(bad)
 
 
-def test_old_spec_references_map_onto_docs() -> None:
-    """Every ``MATH.md §N`` (or ``MATH.md N``) still in the code names a section that docs/math.md has, so the
-    pending sweep ``MATH.md §N`` → ``docs/math.md §N`` is mechanical (EXPERIMENTS.md is cited without numbers)."""
-    numbers = set(numbered_headings((DOCS / "math.md").read_text(encoding="utf-8")))
-    old = re.compile(r"\bMATH\.md\s*§?\s*(\d+(?:\.\d+)*)")
-    bad = [f"{f.relative_to(ROOT)}: {m.group(0)}" for f in _code_files()
-           for m in old.finditer(f.read_text(encoding="utf-8")) if m.group(1) not in numbers]
-    assert not bad, "MATH.md sections that docs/math.md lacks:\n" + "\n".join(bad)
-
-
-@pytest.mark.xfail(strict=False, reason="docstring sweep pending: MATH.md/EXPERIMENTS.md references are rewritten "
-                                        "to docs/math.md / docs/experiments.md after the open branches merge")
-def test_no_library_file_cites_the_old_spec_files() -> None:
-    bad = [f"{f.relative_to(ROOT)}:{i}" for f in _code_files()
-           for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if OLD_SPEC.search(line)]
-    assert not bad, f"{len(bad)} lines cite MATH.md/EXPERIMENTS.md instead of docs/: " + ", ".join(bad[:20])
+def test_no_file_cites_a_file_outside_the_repository() -> None:
+    """The repository carries its own documentation: no docstring, comment or page cites the specification,
+    style guide or seed material it was written from, or a path of the machine (cite ``docs/math.md §N``,
+    ``docs/experiments.md §N`` or a public source instead)."""
+    files = _repository_text_files()
+    assert any(f.suffix == ".md" for f in files) and any(f.parts[-2] == "tests" for f in files)
+    bad = [f"{f.relative_to(ROOT)}:{i}: {m}" for f in files
+           for i, m in outside_citations(f.read_text(encoding="utf-8"))]
+    assert not bad, f"{len(bad)} citations of files outside the repository:\n" + "\n".join(bad[:40])
 
 
 def test_api_reference_covers_every_public_module() -> None:

@@ -19,7 +19,7 @@ Every cone ``C ⊂ R^d`` exposes
 
 References: ALMT = Amelunxen, Lotz, McCoy & Tropp (2014), "Living on the edge: phase transitions in convex
 programs with random data", Inf. Inference 3:224–294. Circular-cone intrinsic volumes follow Amelunxen's
-``conivol`` R package (MATH.md §1.2, [verified]).
+``conivol`` R package (docs/math.md §1.2; checked by ``proofs_check`` ``circular_volumes``).
 
 >>> import numpy as np
 >>> NonnegativeOrthant(4).statistical_dimension()
@@ -347,7 +347,7 @@ class NonnegativeOrthant(Cone):
 # circular / Lorentz cone
 # ----------------------------------------------------------------------------------------------------------
 def circular_intrinsic_volumes(d: int, alpha: float) -> np.ndarray:
-    """Intrinsic volumes of ``Circ_d(α) = {x : x₁ ≥ ‖x‖ cos α}`` (Amelunxen's ``conivol``; MATH.md §1.2).
+    """Intrinsic volumes of ``Circ_d(α) = {x : x₁ ≥ ‖x‖ cos α}`` (Amelunxen's ``conivol``; docs/math.md §1.2).
 
     ``v₀ = ½ I_{cos²α}((d−1)/2, ½)``, ``v_d = ½ I_{sin²α}((d−1)/2, ½)`` and, for ``1 ≤ k ≤ d−1``,
     ``v_k = ½ Γ(d/2) / (Γ((k+1)/2) Γ((d−k+1)/2)) sin^{k−1}α cos^{d−k−1}α`` (computed in logs).
@@ -375,7 +375,7 @@ def circular_intrinsic_volumes(d: int, alpha: float) -> np.ndarray:
 
 
 class CircularCone(Cone):
-    """``Circ_d(α) = {x ∈ R^d : x₁ ≥ ‖x‖ cos α}``, ``0 < α < π/2`` (ALMT Sec. 3.4; MATH.md §1.2).
+    """``Circ_d(α) = {x ∈ R^d : x₁ ≥ ‖x‖ cos α}``, ``0 < α < π/2`` (ALMT Sec. 3.4; docs/math.md §1.2).
 
     Projection (``x = (x₁, x̄)``, ``r = ‖x̄‖``): ``x`` if ``r ≤ x₁ tan α``; ``0`` if ``r tan α ≤ −x₁``;
     otherwise ``(x₁ cos α + r sin α)·(cos α, sin α · x̄/r)``. Polar: ``−Circ_d(π/2 − α)``.
@@ -573,7 +573,7 @@ def _optimal_tau(c: np.ndarray, s: float, h_desc: np.ndarray) -> np.ndarray:
 
 
 class L1DescentCone(Cone):
-    """Descent cone of the ℓ1 norm at an ``s``-sparse point of ``R^d`` (ALMT Sec. 4.3; MATH.md §1.2).
+    """Descent cone of the ℓ1 norm at an ``s``-sparse point of ``R^d`` (ALMT Sec. 4.3; docs/math.md §1.2).
 
     ``D = {v : Σ_{i∈S} σ_i v_i + Σ_{i∉S} |v_i| ≤ 0}`` (support ``S``, signs ``σ``). Its polar is
     ``cone(∂‖x‖₁) = {τu : τ ≥ 0, u_S = σ_S, |u_i| ≤ 1 off S}``, so per sample
@@ -748,7 +748,7 @@ def nuclear_statdim_asymptotic(m: int, n: int, r: int) -> float:
     with ``y = (m−r)/(n−r)`` and the quarter-circle law ``φ_y(u) = √((u²−a₋²)(a₊²−u²))/(π y u)`` on
     ``[a₋, a₊] = [1−√y, 1+√y]`` (singular values of the ``(m−r)×(n−r)`` Gaussian block over ``√(n−r)``).
     This is an **asymptotic** formula (exact as ``m, n, r → ∞`` proportionally): at 60×60 the exact
-    Monte Carlo value lies 0.1–0.5 % above it (MATH.md §1.2). At ``r = min(m, n)`` it gives ``mn`` while the
+    Monte Carlo value lies 0.1–0.5 % above it (docs/math.md §1.2). At ``r = min(m, n)`` it gives ``mn`` while the
     descent cone is then a half-space with ``δ = mn − ½`` exactly.
     """
     from scipy import integrate, optimize
@@ -873,7 +873,7 @@ class NuclearDescentCone(Cone):
 # elliptic cone
 # ----------------------------------------------------------------------------------------------------------
 class EllipticCone(Cone):
-    """``K = {(t, z) ∈ R × R^n : t ≥ ‖diag(1/a) z‖}`` with slopes ``a_i > 0`` (MATH.md §2, [reconstructed]).
+    """``K = {(t, z) ∈ R × R^n : t ≥ ‖diag(1/a) z‖}`` with slopes ``a_i > 0`` (docs/math.md §2, [reconstructed]).
 
     Vectors are ``(t, z)`` with ``t`` first, so ``ambient_dim = n + 1``. The cone over an ellipsoid with
     transverse semi-axes ``r_i`` at distance ``R`` has slopes ``a_i = r_i/R``; equal slopes ``a`` give the
@@ -889,7 +889,7 @@ class EllipticCone(Cone):
     ``t`` is then recomputed as ``‖b∘z‖`` (stable near ``θ = ½``, where ``s/(1 − μ)`` is ``0/0``).
 
     ``δ(K) = Σ_i a_i²/(1 + a_i²) + O(1)`` (:meth:`statistical_dimension_leading_order`; [reconstructed],
-    MATH.md §2); exact only for equal slopes (circular cone).
+    docs/math.md §2); exact only for equal slopes (circular cone).
 
     >>> K = EllipticCone([1.0, 1.0])
     >>> K.project(np.array([0.0, 1.0, 0.0]))

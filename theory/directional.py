@@ -8,8 +8,8 @@ Two problems are implemented, each labelled with its status:
 * :func:`weighted_lasso_dp` — **[reconstructed: the paper's Definition 1.1 as recalled]**
   ``w^DP = argmin_w ½‖w − w^SGD‖² + λ Σ_j s_j |w_j|`` with ``s_j = sign(w_j^SGD)·[P₀ sign(w^SGD)]_j``, whose
   closed form is ``sign(w_j^SGD)·max(|w_j^SGD| − λ s_j, 0)``. The paper's text was not available to us; the
-  definition is recalled from its summary and reviews (Review 2 notes that ``P₀`` is never made explicit; the
-  threshold ``τ`` is therefore ours, a parameter).
+  definition is recalled from a public summary and the paper's public NeurIPS 2020 reviews (Review 2 notes that
+  ``P₀`` is never made explicit; the threshold ``τ`` is therefore ours, a parameter).
 * :func:`constrained_dp_cvxpy` / :func:`constrained_dp_admm` — **[ours: our derivation]**
   ``min_w ½‖w − w^SGD‖² + λ‖w‖₁  s.t.  w − w^SGD ∈ range(P₀)``. This is the exact fixed point of deterministic
   gRDA in a quadratic valley with the threshold frozen at ``λ``: there ``P₀ a = P₀ w₀`` for the dual sum ``a``

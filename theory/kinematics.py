@@ -1,4 +1,4 @@
-"""Kinematic formula, Crofton probabilities and Gordon's escape through a mesh (MATH.md §1.4).
+"""Kinematic formula, Crofton probabilities and Gordon's escape through a mesh (docs/math.md §1.4).
 
 >>> round(a_eta(0.01), 4)
 6.9233
@@ -53,7 +53,7 @@ def kinematic_formula(delta_C: float, delta_K: float, d: int, eta: float = 0.01)
     """Approximate kinematic formula (ALMT Thm. I) for cones ``C, K ⊂ R^d``, not both subspaces.
 
     ``δ(C) + δ(K) ≤ d − a_η√d ⇒ P{C ∩ QK ≠ {0}} ≤ η``; ``≥ d + a_η√d ⇒ P ≥ 1 − η`` (``Q`` Haar-random).
-    Default ``η = 0.01`` (the level quoted in MATH.md §1.4).
+    Default ``η = 0.01`` (the level quoted in docs/math.md §1.4).
 
     >>> r = kinematic_formula(10.0, 10.0, 1000)
     >>> r.regime, r.prob_lower, r.prob_upper < 1e-50

@@ -1,6 +1,6 @@
 """The pruning limit: the smallest kept fraction of weights compatible with a loss tolerance.
 
-Setting (MATH.md §2): trained weights ``w* ∈ R^N`` (the prunable ones), Hessian ``H`` at ``w*`` with
+Setting (docs/math.md §2): trained weights ``w* ∈ R^N`` (the prunable ones), Hessian ``H`` at ``w*`` with
 normalised spectral measure ``μ = (1/D) Σ_i δ_{λ_i}``, loss tolerance ``ε``. Keeping the ``k = ρN``
 largest magnitudes moves the weights by ``c = w* − w^k`` with ``‖c‖ = R(ρ)``, the root of the sum of the
 ``N − k`` smallest squared weights. Two thresholds are computed from ``μ`` and ``R``:
@@ -12,7 +12,7 @@ dimension is ``Σ_i r_i²/(R² + r_i²)``; the limit is the fixed point
 
     ρ = 1 − (1/D) Σ_i 2ε/(2ε + λ_i R(ρ)²)  =  E_μ[ λR(ρ)²/(λR(ρ)² + 2ε) ].
 
-``method="free"`` -- **our free-probability threshold** (MATH.md §2, [reconstructed], not the paper's):
+``method="free"`` -- **our free-probability threshold** (docs/math.md §2, [ours], not the paper's):
 with a Haar-random eigenbasis the Schur complement ``S = [(H⁻¹)_PP]⁻¹`` of the pruned block has normalised
 trace ``m_S(ρ) = ρ s(ρ)/(1 − ρ)`` (free compression, Nica & Speicher 2006, Lecture 14), where ``s > 0``
 solves ``E_μ[λ/(λ + s)] = ρ``. The least loss increase after optimal compensation is predicted as
@@ -323,7 +323,7 @@ class PruningLimit:
     Attributes
     ----------
     method:
-        ``"free"`` (ours, MATH.md §2) or ``"flat"`` (the authors').
+        ``"free"`` (ours, docs/math.md §2) or ``"flat"`` (the authors').
     kept_fraction:
         Kept fraction ``ρ* = k/N`` (the final paper's "pruning ratio" is this kept fraction).
     removed_fraction:
@@ -331,7 +331,7 @@ class PruningLimit:
     kept_count:
         :func:`kept_count` ``(ρ*, N)`` (a property).
     kept_fraction_lower, kept_fraction_upper:
-        **Our** bands (MATH.md §2; not the paper's statements, which were unavailable):
+        **Our** bands (docs/math.md §2; not the paper's statements, which were unavailable):
         ``ρ* − (1 + z·D·se)/D − a_η/√D`` and ``ρ* + z·se + a_η/√D`` with ``z = 2``, clipped to [0, 1].
     R:
         ``R(ρ*)``, the distance moved by magnitude pruning at the limit.
@@ -348,7 +348,7 @@ class PruningLimit:
         The spectral measure's mass on λ < 0 (before the policy), the exact-zero mass added, the mass on
         λ > 0 and ``Tr(H)/D`` after the policy.
     sharpness_bound:
-        ``Tr(H)R²/(Tr(H)R² + 2εD)`` at ``R = R(ρ*)`` (MATH.md §2): an upper bound on the flat ``ρ*`` by
+        ``Tr(H)R²/(Tr(H)R² + 2εD)`` at ``R = R(ρ*)`` (docs/math.md §2): an upper bound on the flat ``ρ*`` by
         concavity of ``λ ↦ λR²/(λR² + 2ε)``.
     uncompensated_bound:
         The least ρ with ``½ R(ρ)² Tr(H)/D ≤ ε`` (the loss increase of magnitude pruning without
@@ -421,9 +421,9 @@ def pruning_limit(
         The prunable weights ``w*`` (any shape; flattened). ``N = weights.size``.
     eps:
         Loss tolerance ``ε > 0``. The authors use the standard deviation of the per-minibatch (128)
-        training loss of the dense model (MATH.md §2). ``ρ*`` decreases as ``ε`` grows.
+        training loss of the dense model (docs/math.md §2). ``ρ*`` decreases as ``ε`` grows.
     eta:
-        Failure probability of the kinematic formula for the bands (``a_η``, MATH.md §1.4); 0.01 as in
+        Failure probability of the kinematic formula for the bands (``a_η``, docs/math.md §1.4); 0.01 as in
         ALMT's examples.
     negative:
         Negative-eigenvalue policy: ``"abs"`` (the authors' folding ``|λ|``), ``"clip"`` (zero curvature,
@@ -732,7 +732,7 @@ def magnitude_scaling(
 ) -> list[PruningLimit]:
     """The predicted limit when the weights are scaled by each factor with the Hessian fixed.
 
-    The paper's magnitude experiment (weights ×2…×5, EXPERIMENTS.md): scaling ``w*`` by ``c`` scales
+    The paper's magnitude experiment (weights ×2…×5, docs/experiments.md §1.5): scaling ``w*`` by ``c`` scales
     ``R(ρ)`` by ``c``, so both thresholds keep more weights as ``c`` grows (``ρ*`` is non-decreasing in
     ``c``; the flat one solves ``ρ = E[λc²R²/(λc²R² + 2ε)]``). ``kwargs`` go to :func:`pruning_limit`.
     """

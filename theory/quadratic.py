@@ -1,4 +1,4 @@
-"""Exact pruning oracle for a quadratic loss (our own; MATH.md §2, "Exact oracle for quadratic models").
+"""Exact pruning oracle for a quadratic loss (our own; docs/math.md §2, "Exact oracle for quadratic models").
 
 Model: ``L(w) = L(w*) + ½ (w − w*)ᵀ H (w − w*)``. Pruning to a kept support ``T`` (pruned ``P``) forces
 ``w_P = 0``; the remaining weights may compensate. With ``c = w* − w^T`` (so ``c_T = 0``, ``c_P = w*_P``):

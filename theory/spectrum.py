@@ -312,7 +312,7 @@ class Spectrum:
 
         The density grid spans ``[min θ − 5σ, max θ + 5σ]`` with spacing at most ``σ/4`` (default ``num``),
         so the kernel is resolved (a grid coarser than the kernel distorts the quadrature weights: mistake
-        2 in EXPERIMENTS.md). Returns the list of matplotlib lines.
+        2 of docs/experiments.md §1.4). Returns the list of matplotlib lines.
         """
         x, w = self.atoms()
         if sigma is None:
@@ -365,7 +365,7 @@ def pyhessian_sigma(sigma_squared: float, lambda_min: float, lambda_max: float, 
 
 def ctu_parameters(n: int, t: float, eta: float) -> tuple[int, int]:
     """Steps and probes for ``W₁ ≤ t (λ_max − λ_min)`` with probability ``1 − η`` (Chen, Trogdon & Ubaru
-    2021, "Analysis of stochastic Lanczos quadrature for spectrum approximation", ICML; MATH.md §3):
+    2021, "Analysis of stochastic Lanczos quadrature for spectrum approximation", ICML; docs/math.md §3):
     ``m = ⌈12/t + ½⌉``, ``n_v = ⌈4 (n+2)⁻¹ t⁻² ln(2n/η)⌉``. The step count is capped at ``n`` (``m = n``
     is exact).
 

@@ -4,7 +4,7 @@
 exact per-sample value ``‖Π_C(g)‖²`` (a closed-form projection, or for descent cones the exact 1-D
 minimisation over ``τ`` of ALMT Prop. 4.1), so its only error is sampling error, reported as a standard error.
 
-The ℓ1 functions ``ψ(ρ)`` and ``ψ₊(ρ)`` (ALMT Prop. 4.5 / Eq. (4.8); MATH.md §1.2):
+The ℓ1 functions ``ψ(ρ)`` and ``ψ₊(ρ)`` (ALMT Prop. 4.5 / Eq. (4.8); docs/math.md §1.2):
 
 ``ψ(ρ) = inf_{τ≥0} { ρ(1 + τ²) + (1 − ρ) E(|g| − τ)₊² }``, ``E(|g| − τ)₊² = (1+τ²) erfc(τ/√2) − τ√(2/π) e^{−τ²/2}``,
 
@@ -114,7 +114,7 @@ def statistical_dimension(cone: Cone) -> StatDimFormula:
     Exact for cones whose :meth:`~theory.cones.Cone.statistical_dimension` is a closed form; ALMT Prop. 4.5
     bounds for the ℓ1 descent cone (``dψ(s/d) − 2√(d/s) ≤ δ ≤ dψ(s/d)``; only the upper bound for the
     non-negative variant); ALMT Prop. 4.7 (asymptotic) for the nuclear-norm descent cone; the leading order
-    ``Σ a²/(1+a²)`` ([reconstructed], MATH.md §2) with inclusion bounds for an elliptic cone with unequal
+    ``Σ a²/(1+a²)`` ([reconstructed], docs/math.md §2) with inclusion bounds for an elliptic cone with unequal
     slopes. Polars and negations follow from ``δ(C°) = d − δ(C)`` and ``δ(−C) = δ(C)``.
 
     >>> from theory.cones import CircularCone
@@ -147,7 +147,7 @@ def statistical_dimension(cone: Cone) -> StatDimFormula:
             "leading order",
             lo,
             hi,
-            "Σ a²/(1+a²) + O(1) [reconstructed, MATH.md §2]; bounds by inclusion of circular cones",
+            "Σ a²/(1+a²) + O(1) [reconstructed, docs/math.md §2]; bounds by inclusion of circular cones",
         )
     val = cone.statistical_dimension()
     return StatDimFormula(float(val), "exact", float(val), float(val), "closed form")
@@ -281,7 +281,7 @@ def _psi(rho: Any, half: bool) -> PsiResult:
 
 
 def l1_psi(rho: Any) -> PsiResult:
-    """``ψ(ρ)`` and its optimal ``τ*`` (ALMT Eq. (4.8); MATH.md §1.2), vectorised over ``rho ∈ [0, 1]``.
+    """``ψ(ρ)`` and its optimal ``τ*`` (ALMT Eq. (4.8); docs/math.md §1.2), vectorised over ``rho ∈ [0, 1]``.
 
     ``d·ψ(s/d)`` is the statistical dimension of the ℓ1 descent cone at an ``s``-sparse point up to
     ``2√(d/s)`` (ALMT Prop. 4.5). ``ψ(0) = 0`` (``τ* = ∞``), ``ψ(1) = 1`` (``τ* = 0``).

@@ -1,8 +1,9 @@
 """Argument checks shared by every layer: each error names the argument and carries the bad value.
 
-One module instead of a ladder of ``isinstance`` tests in every function (STYLE.md: validate once, at the
-boundary). The rule everywhere: a value of the wrong *type* raises ``TypeError``, a value of the right type
-outside its range raises ``ValueError``; both messages read ``"<name> must be <what>, got <name>=<value>"``.
+One module instead of a ladder of ``isinstance`` tests in every function (validate once, at the boundary;
+lower layers trust what the boundary checked). The rule everywhere: a value of the wrong *type* raises
+``TypeError``, a value of the right type outside its range raises ``ValueError``; both messages read
+``"<name> must be <what>, got <name>=<value>"``.
 Booleans are never accepted as numbers.
 
 numpy only (the :mod:`theory` layer imports nothing from the project): :func:`check_torch_generator` looks

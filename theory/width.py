@@ -1,4 +1,6 @@
-"""Gaussian widths ``w(K) = E sup_{x∈K} ⟨g, x⟩`` (MATH.md §1.3, [verified]).
+"""Gaussian widths ``w(K) = E sup_{x∈K} ⟨g, x⟩`` (docs/math.md §1.3, [literature]).
+
+The numbers quoted there are checked by Monte Carlo in the tests.
 
 For a cone ``C``, ``w(C ∩ S^{d−1})² ≤ δ(C) ≤ w(C ∩ S^{d−1})² + 1`` (ALMT Prop. 10.2).
 
@@ -41,7 +43,7 @@ def chi_mean(k: Any) -> Any:
     expansion of ``log Γ(x + ½) − log Γ(x) − ½ log x``, whose next term is below ``2·10⁻³/x⁹ < 10⁻²⁰``):
     relative error below ``10⁻¹⁵`` for every ``k`` (``proofs_check`` ``gaussian_widths``; a difference of
     log-gammas or ``scipy.special.poch`` lose up to ``3·10⁻¹²`` for ``k`` in the thousands). Vectorised over
-    positive ``k`` (real ``k > 0`` allowed). ``k/√(k+1) < λ_k < √k`` (MATH.md §1.3).
+    positive ``k`` (real ``k > 0`` allowed). ``k/√(k+1) < λ_k < √k`` (docs/math.md §1.3).
 
     >>> abs(chi_mean(2) - math.sqrt(math.pi / 2)) < 1e-15
     True
@@ -73,7 +75,7 @@ def gaussian_width_linf_ball(d: int) -> float:
 
 
 def gaussian_width_l1_ball(d: int) -> float:
-    """Width of the ℓ1 unit ball: ``E‖g‖_∞ = ∫₀^∞ [1 − (2Φ(t) − 1)^d] dt`` (MATH.md §1.3).
+    """Width of the ℓ1 unit ball: ``E‖g‖_∞ = ∫₀^∞ [1 − (2Φ(t) − 1)^d] dt`` (docs/math.md §1.3).
 
     The integrand ``1 − erf(t/√2)^d = −expm1(d·log1p(−erfc(t/√2)))`` is evaluated without cancellation and
     integrated by adaptive quadrature, split at ``√(2 log d)`` (where it falls from ≈1 to ≈0).
@@ -137,7 +139,7 @@ def _check_sparse(d: int, k: int) -> tuple[int, int]:
 def gaussian_width_sparse_mc(d: int, k: int, n_samples: int, rng: np.random.Generator) -> MonteCarloResult:
     """Monte Carlo width of the ``k``-sparse unit vectors in ``R^d``: ``E √(sum of the k largest g_i²)``.
 
-    (d = 1000, k = 10: 9.123, MATH.md §1.3.)
+    (d = 1000, k = 10: 9.123, docs/math.md §1.3.)
     """
     d, k = _check_sparse(d, k)
 
@@ -188,9 +190,10 @@ class EllipsoidWidth:
 def gaussian_width_ellipsoid(mu: Any, multiplicities: Any = None) -> EllipsoidWidth:
     """Width of ``{x : xᵀAx ≤ 1}`` from the eigenvalues ``μ_i ≥ 0`` of ``A⁻¹`` (squared semi-axes).
 
-    ``w = E √(Σ μ_i g_i²) = (1/(2√π)) ∫₀^∞ [1 − Π_i (1 + 2tμ_i)^{−1/2}] t^{−3/2} dt`` (MATH.md §1.3), from
-    ``√x = (1/(2√π)) ∫₀^∞ (1 − e^{−tx}) t^{−3/2} dt`` and ``E e^{−tμg²} = (1 + 2tμ)^{−1/2}``. With
-    ``t = e^{2u}`` this is ``(1/√π) ∫_ℝ [1 − P(e^{2u})] e^{−u} du``, integrated by adaptive quadrature.
+    ``w = E √(Σ μ_i g_i²) = (1/(2√π)) ∫₀^∞ [1 − Π_i (1 + 2tμ_i)^{−1/2}] t^{−3/2} dt``
+    (docs/math.md §1.3), from ``√x = (1/(2√π)) ∫₀^∞ (1 − e^{−tx}) t^{−3/2} dt`` and
+    ``E e^{−tμg²} = (1 + 2tμ)^{−1/2}``. With ``t = e^{2u}`` this is ``(1/√π) ∫_ℝ [1 − P(e^{2u})] e^{−u} du``,
+    integrated by adaptive quadrature.
 
     ``multiplicities`` (optional, ≥ 0) weights each ``μ_i`` (e.g. SLQ nodes with weights × dimension).
     Bounds: ``√(2/π)·√(tr A⁻¹) ≤ w ≤ √(tr A⁻¹)`` and ``w ≥ √(tr A⁻¹ − max μ)`` (Gaussian Poincaré inequality:

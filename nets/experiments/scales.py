@@ -4,7 +4,7 @@ two CPU cores) and ``paper`` (the pruning-limit paper's models, data and hyperpa
 A :class:`Scale` names its networks (:class:`ModelSpec`: a model of :func:`nets.models.build_model` on a dataset
 of :func:`nets.data.load_dataset`), the training recipe of the dense (ℓ1-trained, LOMP) networks, the limit
 analysis settings (:class:`~nets.experiments.analysis.AnalysisSettings`) and every experiment's knobs. Each
-value says where it comes from: the paper (EXPERIMENTS.md: the authors' configs), Rare Gems' configuration
+value says where it comes from: the paper (docs/experiments.md §1.2: the authors' configs), Rare Gems' configuration
 (:mod:`nets.raregems`), or ours (chosen so that the ``cpu`` scale fits its time budget).
 """
 

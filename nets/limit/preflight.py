@@ -103,33 +103,32 @@ def _fmt(b: float) -> str:
     return f"{b / GiB:.3g} GiB" if b >= 0.1 * GiB else f"{b / 2**20:.3g} MiB"
 
 
-def slq_memory_bytes(n: int, *, steps: int, n_probes: int, operator_dtype: torch.dtype = torch.float32) -> int:
-    """Bytes of the Lanczos vectors SLQ holds at its peak with :func:`numerics.slq.slq`'s defaults.
+def slq_memory_bytes(n: int, *, steps: int, n_probes: int, operator_dtype: torch.dtype = torch.float32,
+                     reorth: str | None = None, basis_dtype: torch.dtype | None = None) -> int:
+    """Bytes of the Lanczos vectors SLQ holds at its peak: the numerics layer's own model,
+    :func:`numerics.lanczos.basis_bytes`. ``reorth``/``basis_dtype`` ``None``: :func:`numerics.slq.slq`'s
+    defaults (no stored basis, the operator's dtype: the memory does not grow with ``steps``).
 
-    With ``numerics.lanczos.basis_bytes`` available it is used (with the reorthogonalisation and accumulation
-    dtype that ``slq`` defaults to); otherwise: ``k·m·n`` stored basis vectors plus six working vectors per
-    probe in the accumulation dtype (full reorthogonalisation keeps the basis).
-
-    >>> slq_memory_bytes(1000, steps=10, n_probes=2) >= 2 * 10 * 1000 * 4
+    >>> slq_memory_bytes(1000, steps=10, n_probes=2) == slq_memory_bytes(1000, steps=500, n_probes=2)
     True
+    >>> slq_memory_bytes(1000, steps=10, n_probes=2)  # 2 probes x (3 float32 working vectors + the product)
+    32000
+    >>> # float64: 2 probes x (3 working + 10 stored vectors), the float32 product and its cast
+    >>> slq_memory_bytes(1000, steps=10, n_probes=2, reorth="full", basis_dtype=torch.float64)
+    224000
     """
-    from numerics import lanczos as _lanczos
-    from numerics import slq as _slq
+    from numerics.lanczos import basis_bytes
+    from numerics.slq import slq
 
     n = check_int("n", n, minimum=1)
     steps = check_int("steps", steps, minimum=1)
     n_probes = check_int("n_probes", n_probes, minimum=1)
-    params = inspect.signature(_slq.slq).parameters
-    reorth = params["reorth"].default if "reorth" in params else "full"
-    acc = params["accumulate_dtype"].default if "accumulate_dtype" in params else torch.float64
+    params = inspect.signature(slq).parameters
+    acc = params["accumulate_dtype"].default if basis_dtype is None else basis_dtype
     acc = operator_dtype if acc is None else acc
-    basis_bytes = getattr(_lanczos, "basis_bytes", None)
-    if basis_bytes is not None:  # the numerics layer's own model of its memory
-        return int(basis_bytes(n, steps=steps, n_probes=n_probes, reorth=reorth, dtype=acc,
-                               operator_dtype=operator_dtype))
-    s = torch.finfo(acc).bits // 8
-    stored = n_probes * steps * n * s if reorth != "none" else 0
-    return int(stored + 6 * n_probes * n * s)
+    reorth = params["reorth"].default if reorth is None else reorth
+    return int(basis_bytes(n, steps=steps, n_probes=n_probes, reorth=reorth, dtype=acc,
+                           operator_dtype=operator_dtype))
 
 
 def activation_bytes(model: nn.Module, sample: torch.Tensor) -> float:
@@ -193,8 +192,13 @@ def plan_memory(
     else:
         stages.append(StageMemory("hessian products", cached, True, "cached first-order graphs"))
     steps = min(sp.steps, max(1, N - (sp.deflate or 0)))
-    stages.append(StageMemory("spectrum", slq_memory_bytes(N, steps=steps, n_probes=k, operator_dtype=p0.dtype),
-                              False, f"SLQ {k} probes x {steps} steps on N = {N}"))
+    from nets.limit.spectrum import resolve_reorth
+
+    op_dtype = sp.hvp_dtype or p0.dtype
+    reorth = resolve_reorth(sp, N, steps, op_dtype)
+    stages.append(StageMemory("spectrum", slq_memory_bytes(N, steps=steps, n_probes=k, operator_dtype=op_dtype,
+                                                           reorth=reorth, basis_dtype=sp.basis_dtype),
+                              False, f"SLQ {k} probes x {steps} steps on N = {N} (reorth={reorth})"))
     if ms.fundamental:
         grid = int(round(1.0 / ms.compensated_grid_step)) + 2
         comp = P + 8 * N * 8 + 2 * 20 * N * s + grid * N * s

@@ -28,7 +28,7 @@ from theory.validation import check_choice, check_int
 
 __all__ = ["SpectrumConfig", "SpectrumSummary", "hessian_operator", "estimate_spectrum", "summarize_spectrum",
            "hessian_batches", "hessian_samples",
-           "DEFAULT_SLQ_STEPS", "DEFAULT_SLQ_PROBES", "MIN_RELIABLE_STEPS"]
+           "resolve_reorth", "DEFAULT_SLQ_STEPS", "DEFAULT_SLQ_PROBES", "MIN_RELIABLE_STEPS", "REORTH_AUTO_MAX_BYTES"]
 
 #: Lanczos steps per probe (the authors' 128).
 DEFAULT_SLQ_STEPS = 128
@@ -38,6 +38,11 @@ DEFAULT_SLQ_PROBES = 4
 #: quadrature of m nodes integrates polynomials of degree ≤ 2m − 1 exactly, and the pruning functionals are
 #: sharp near 0 on the scale of ε/R²).
 MIN_RELIABLE_STEPS = 20
+#: ``reorth="auto"`` keeps a float64 basis with full reorthogonalisation up to this many bytes (ours): below it
+#: the Gram–Schmidt passes cost less than the products and the nodes are Ritz values without ghosts (the run is
+#: then also reproducible across process counts to ~1e-12); above it the basis-free recurrence in float64 runs
+#: in O(n_probes · N) memory (bench/spectrum.py measures both).
+REORTH_AUTO_MAX_BYTES = 64 * 2**20
 
 Progress = Callable[[str, int, int], None]
 
@@ -47,22 +52,27 @@ class SpectrumConfig:
     """SLQ and operator settings (validated here, once).
 
     ``steps``, ``n_probes``, ``probe`` (``"rademacher"``/``"gaussian"``), ``deflate`` (top-k eigenpairs first);
-    ``hvp_method``, ``hvp_dtype`` (None: the model's), ``chunk_size`` (probes per vmap chunk),
+    ``hvp_method`` (the streaming product; ``"auto"``: the faster of the two, measured), ``hvp_dtype`` (None: the
+    model's), ``chunk_size`` (probes per vmap chunk),
     ``cache_graph`` (``"auto"``: keep the first-order graphs when they fit in memory), ``batch_size`` (of the
     Hessian data; only partitions the average), ``samples`` (a fixed random subset of the training samples;
-    None: all).
+    None: all); ``reorth`` of the Lanczos basis (``"auto"``: ``"full"`` when its float64 basis fits in
+    :data:`REORTH_AUTO_MAX_BYTES`, else the basis-free ``"none"``; or ``"none"``/``"partial"``/``"full"``:
+    :func:`numerics.slq.slq`) and ``basis_dtype`` of the Lanczos vectors (default float64; None: the operator's).
     """
 
     steps: int = DEFAULT_SLQ_STEPS
     n_probes: int = DEFAULT_SLQ_PROBES
     probe: str = "rademacher"
     deflate: int | None = None
-    hvp_method: str = "forward-over-reverse"
+    hvp_method: str = "auto"
     hvp_dtype: torch.dtype | None = None
     chunk_size: int | None = None
     cache_graph: bool | str = "auto"
     batch_size: int = 1024
     samples: int | None = None
+    reorth: str = "auto"
+    basis_dtype: torch.dtype | None = torch.float64
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, minimum=1)
@@ -70,7 +80,7 @@ class SpectrumConfig:
         check_choice("probe", self.probe, ("rademacher", "gaussian"))
         if self.deflate is not None:
             check_int("deflate", self.deflate, minimum=1)
-        check_choice("hvp_method", self.hvp_method, HVP_METHODS)
+        check_choice("hvp_method", self.hvp_method, ("auto", *HVP_METHODS))
         if self.hvp_dtype is not None:
             check_choice("hvp_dtype", self.hvp_dtype, (torch.float32, torch.float64))
         if self.chunk_size is not None:
@@ -79,12 +89,16 @@ class SpectrumConfig:
         check_int("batch_size", self.batch_size, minimum=1)
         if self.samples is not None:
             check_int("samples", self.samples, minimum=1)
+        check_choice("reorth", self.reorth, ("auto", "none", "partial", "full"))
+        if self.basis_dtype is not None:
+            check_choice("basis_dtype", self.basis_dtype, (torch.float32, torch.float64))
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "n_probes": self.n_probes, "probe": self.probe, "deflate": self.deflate,
                 "hvp_method": self.hvp_method, "hvp_dtype": None if self.hvp_dtype is None else str(self.hvp_dtype),
                 "chunk_size": self.chunk_size, "cache_graph": self.cache_graph, "batch_size": self.batch_size,
-                "samples": self.samples}
+                "samples": self.samples, "reorth": self.reorth,
+                "basis_dtype": None if self.basis_dtype is None else str(self.basis_dtype)}
 
 
 @dataclass(frozen=True)
@@ -152,7 +166,7 @@ def hessian_batches(data: PipelineData, config: SpectrumConfig, generator: torch
 def hessian_operator(model: nn.Module, batches: Batches, data: PipelineData, config: SpectrumConfig
                      ) -> HessianOperator:
     """The Hessian of the run's loss over ``batches`` w.r.t. the prunable weights (module docstring)."""
-    return HessianOperator(model, data.loss_fn, batches, method=config.hvp_method, dtype=config.hvp_dtype,
+    return HessianOperator(model, data.loss_fn, batches, hvp_method=config.hvp_method, dtype=config.hvp_dtype,
                            chunk_size=config.chunk_size, cache_graph=config.cache_graph)
 
 
@@ -187,7 +201,20 @@ def estimate_spectrum(operator: HessianOperator, config: SpectrumConfig, generat
     steps = min(config.steps, n - (deflate or 0))
     target: Any = operator if progress is None else _Progress(operator, progress, steps)
     return slq(target, steps=steps, n_probes=config.n_probes, generator=generator, probe=config.probe,
-               deflate=deflate)
+               deflate=deflate, reorth=resolve_reorth(config, n, steps, operator.dtype),
+               accumulate_dtype=config.basis_dtype)
+
+
+def resolve_reorth(config: SpectrumConfig, n: int, steps: int, operator_dtype: torch.dtype) -> str:
+    """The reorthogonalisation ``config.reorth`` runs on ``n`` weights: ``"auto"`` is ``"full"`` when the stored
+    basis (:func:`numerics.lanczos.basis_bytes`) fits in :data:`REORTH_AUTO_MAX_BYTES`, else ``"none"``."""
+    if config.reorth != "auto":
+        return config.reorth
+    from numerics.lanczos import basis_bytes
+
+    need = basis_bytes(n, steps=steps, n_probes=config.n_probes, reorth="full",
+                       dtype=config.basis_dtype or operator_dtype, operator_dtype=operator_dtype)
+    return "full" if need <= REORTH_AUTO_MAX_BYTES else "none"
 
 
 def probe_spread(spectrum: Spectrum, f: Callable[[np.ndarray], np.ndarray]) -> float:

@@ -57,9 +57,9 @@ def test_dense_hessian_and_loss_match_torch_func(tiny):
     assert hvps == w.numel()
     np.testing.assert_allclose(H, 0.5 * (ref + ref.T), rtol=1e-9, atol=1e-12)
     assert float(functional_loss(m1, batches)(w)) == pytest.approx(float(loss(w)), rel=1e-13)
-    eig = hessian_eigen(m1, batches, top=4, method="dense", generator=torch.Generator())
+    eig = hessian_eigen(m1, batches, top=4, solver="dense", generator=torch.Generator())
     np.testing.assert_allclose(eig.eigenvalues, np.linalg.eigvalsh(H)[::-1], rtol=1e-10, atol=1e-12)
-    lan = hessian_eigen(m1, batches, top=4, method="lanczos", generator=torch.Generator().manual_seed(0))
+    lan = hessian_eigen(m1, batches, top=4, solver="lanczos", generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(lan.eigenvalues, eig.eigenvalues[:4], rtol=1e-8)
     assert lan.converged and not lan.complete
     # flat vectors round-trip

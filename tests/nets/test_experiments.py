@@ -214,7 +214,7 @@ def test_paper_scale_uses_the_papers_models_and_recipes():
     for spec in paper.models:
         assert paper.train_config(spec, 1, "cuda") == paper_config(spec.model, seed=1, device="cuda")
     fc5 = build_model("fc5", 10, (3, 32, 32), device="meta")
-    assert count_parameters(fc5, prunable_only=True) == 3_883_000  # EXPERIMENTS.md: N of FC5
+    assert count_parameters(fc5, prunable_only=True) == 3_883_000  # docs/experiments.md §1.1: N of FC5
     assert paper.analysis.slq_steps == 128 and paper.model("alexnet-cifar10").slq_steps == 96
     assert paper.analysis_for(paper.model("alexnet-cifar10")).slq_steps == 96
     cpu = get_scale("cpu")

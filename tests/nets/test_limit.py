@@ -383,3 +383,28 @@ def test_error_inputs(args, kwargs, exc, match, digits):
     model, data = args
     with pytest.raises(exc, match=match):
         estimate_pruning_limit(model, digits if data is None else data, **kwargs)
+
+
+def test_spectrum_reorth_auto_by_basis_memory():
+    """``reorth="auto"``: full reorthogonalisation while the float64 basis fits REORTH_AUTO_MAX_BYTES, else the
+    basis-free recurrence; what ran is recorded in the SLQ result."""
+    from nets.hessian import HessianOperator
+    from nets.limit.spectrum import REORTH_AUTO_MAX_BYTES, estimate_spectrum, resolve_reorth
+
+    cfg = SpectrumConfig(steps=128, n_probes=4)
+    per_weight = 128 * 4 * 8 + 4 * (3 * 8 + 4 + 4)  # stored basis + working vectors, float32 operator
+    n_max = REORTH_AUTO_MAX_BYTES // per_weight
+    assert resolve_reorth(cfg, n_max, 128, torch.float32) == "full"
+    assert resolve_reorth(cfg, n_max + 1, 128, torch.float32) == "none"
+    assert resolve_reorth(SpectrumConfig(reorth="partial"), 10**9, 128, torch.float32) == "partial"
+    g = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    X, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    op = HessianOperator(model, nn.CrossEntropyLoss(), [(X, y)])
+    res = estimate_spectrum(op, SpectrumConfig(steps=10, n_probes=2), torch.Generator().manual_seed(0))
+    assert res.reorth == "full" and res.basis_dtype == "torch.float64"
+    res = estimate_spectrum(op, SpectrumConfig(steps=10, n_probes=2, reorth="none", basis_dtype=None),
+                            torch.Generator().manual_seed(0))
+    assert res.reorth == "none" and res.basis_dtype == "torch.float32"
+    with pytest.raises(ValueError, match="reorth must be one of .*'some'"):
+        SpectrumConfig(reorth="some")

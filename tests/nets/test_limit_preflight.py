@@ -43,7 +43,7 @@ def test_cached_graph_estimate_bounds_the_measured_graphs(name, shape):
     n, bs = 300, 128
     X, y = torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
     batches = [(X[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]
-    op = HessianOperator(model, nn.CrossEntropyLoss(), batches, cache_graph=True, method="double-backward")
+    op = HessianOperator(model, nn.CrossEntropyLoss(), batches, cache_graph=True, hvp_method="double-backward")
     op.matmat(torch.randn(op.shape[0], 1, generator=g))
     cfg = LimitConfig(spectrum=SpectrumConfig(batch_size=bs))
     plan = plan_memory(model, input_shape=shape, n_train=n, n_test=0, config=cfg)

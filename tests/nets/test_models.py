@@ -1,4 +1,4 @@
-"""Shapes and parameter counts of every model (EXPERIMENTS.md), initialisation, registry errors."""
+"""Shapes and parameter counts of every model (docs/experiments.md §1.1), initialisation, registry errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from nets.models import MODEL_NAMES, build_model, init_weights
 from nets.params import count_parameters
 
-# (name, classes, input shape, D all parameters, N prunable weights); D from EXPERIMENTS.md where quoted,
+# (name, classes, input shape, D all parameters, N prunable weights); D from docs/experiments.md §1.1 where quoted,
 # ResNet20 = 269 722 (He et al. 2016: 0.27M), LeNet-300-100 on MNIST = 266 610.
 COUNTS = [
     ("fc5", 10, (3, 32, 32), 3_885_010, 3_883_000),

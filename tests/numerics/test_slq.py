@@ -65,7 +65,7 @@ def ctu_check(ks, seed: int, t: float = 0.1, eta: float = 0.01) -> None:
     s = slq(ks.operator(), steps=m, n_probes=nv, generator=gen(seed), probe="gaussian").spectrum
     spread = ks.eigenvalues[-1] - ks.eigenvalues[0]
     w1 = s.wasserstein1(ks.eigenvalues)
-    # Chen–Trogdon–Ubaru 2021 (MATH.md §3): W1 ≤ t·(λmax − λmin) with probability ≥ 1 − η
+    # Chen–Trogdon–Ubaru 2021 (docs/math.md §3): W1 ≤ t·(λmax − λmin) with probability ≥ 1 − η
     assert w1 <= t * spread, (w1, t * spread)
     # for L-Lipschitz f: |(1/n) tr f(A) − expect(f)| ≤ L·W1 ≤ L·t·spread
     for f, L in [(np.sin, 1.0), (np.tanh, 1.0), (lambda x: np.exp(-(x**2)), math.sqrt(2 / math.e))]:
@@ -299,7 +299,8 @@ def test_deflation_tightens_the_ctu_guarantee_for_sharp_functionals() -> None:
     w1 = s.wasserstein1(ks.eigenvalues)
     assert w1 <= bound, (w1, bound)
     assert bound < 0.25 * t * full_range  # the guarantee is >4× tighter than without deflation
-    # a sharp, bounded functional of the pruning type (MATH.md §2): f(λ) = 2ε/(2ε + |λ| R²) with ε = 1e-3, R = 1
+    # a sharp, bounded functional of the pruning type (docs/math.md §2): f(λ) = 2ε/(2ε + |λ| R²),
+    # ε = 1e-3, R = 1
     eps_, R2 = 1e-3, 1.0
     f = lambda x: 2 * eps_ / (2 * eps_ + np.abs(x) * R2)  # noqa: E731
     L = R2 / (2 * eps_)  # Lipschitz constant of f
@@ -368,7 +369,7 @@ def test_per_probe_ignores_f_at_zero_weight_nodes() -> None:
     assert vals.tolist() == [0.75, 0.25]
 
 
-# -- fast paths against the reference path (STYLE.md 14) ---------------------------------------------------
+# -- fast paths against the reference path (each fast path has a parity test) ------------------------------
 def _w1_discrete(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray) -> float:
     """Wasserstein-1 distance of two discrete probability measures on the line: ∫|F − G| dx."""
     pts = np.concatenate([x, y])
@@ -496,7 +497,7 @@ def test_memory_budget_falls_back_to_basis_free_and_records_it() -> None:
 
 
 def test_slq_reports_operator_choice() -> None:
-    # an operator's measured product choice travels with the result (STYLE.md 17)
+    # an operator's measured product choice travels with the result (a field, not re-derived afterwards)
     from numerics.operators import DiagonalOperator
 
     class Chooser(DiagonalOperator):

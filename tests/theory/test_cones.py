@@ -1,4 +1,4 @@
-"""Cones: exact projections against cvxpy, Moreau decomposition, closed forms, MATH.md §1 anchors, errors."""
+"""Cones: exact projections against cvxpy, Moreau decomposition, closed forms, docs/math.md §1.2 anchors, errors."""
 
 from __future__ import annotations
 
@@ -258,7 +258,7 @@ def test_cvxpy_cone_from_constraints_and_status():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# closed forms and MATH.md §1 anchors (1e-6)
+# closed forms and docs/math.md §1.2 anchors (1e-6)
 # ---------------------------------------------------------------------------------------------------------
 def test_circular_intrinsic_volume_anchor():
     v = circular_intrinsic_volumes(4, math.pi / 4)

@@ -69,7 +69,7 @@ def test_magnitude_profile_continuous_and_exact_at_integers():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# against the exact oracle (MATH.md §2 measured bands at D = 300: free worst 0.030, flat worst 0.203)
+# against the exact oracle (docs/math.md §2 measured bands at D = 300: free worst 0.030, flat worst 0.203)
 @pytest.mark.parametrize("kind", ["mixed", "exponential", "half-zero"])
 def test_methods_within_measured_error_bands(kind):
     n = 300

@@ -106,7 +106,7 @@ def test_psi_properties(r1, r2):
 
 @given(log_uniform(1e-6, 1e14))
 def test_chi_mean_bounds(k):
-    """k/√(k+1) < λ_k < √k for every k > 0 (MATH.md §1.3); λ_k² + Var = k ⇒ λ_k ≤ √k."""
+    """k/√(k+1) < λ_k < √k for every k > 0 (docs/math.md §1.3); λ_k² + Var = k ⇒ λ_k ≤ √k."""
     lam = chi_mean(k)
     assert k / math.sqrt(k + 1) < lam * (1 + 4 * EPS) and lam < math.sqrt(k) * (1 + 4 * EPS)
 

@@ -58,19 +58,20 @@ def test_exact_closed_forms_within_4_stderr(cone):
 
 
 def test_l1_descent_bounds_and_anchor():
-    """MATH.md §1.2: d = 1000, s = 100, 2000 samples: 328.39 ± 0.67 against dψ = 328.79."""
+    """docs/math.md §1.2: d = 1000, s = 100, 2000 samples: 328.39 ± 0.67 against dψ = 328.79."""
     rng = np.random.default_rng(7)
     D = L1DescentCone(1000, 100)
     f = statistical_dimension(D)
     assert f.kind == "bound" and f.value == pytest.approx(328.7935, abs=1e-3)
     mc = statistical_dimension_mc(D, 2000, rng)
     assert f.lower - K_SE * mc.stderr <= mc.mean <= f.upper + K_SE * mc.stderr
-    assert abs(mc.z_score(f.value)) <= K_SE  # the bound is tight at this size (as in MATH.md)
+    assert abs(mc.z_score(f.value)) <= K_SE  # the bound is tight at this size (as in docs/math.md §1.2)
     assert f.deviation_in_stderr(mc) <= K_SE
 
 
 def test_l1_descent_bounds_pinned_to_the_psi_anchor():
-    """ALMT Prop. 4.5 at d = 1000, s = 100 with ψ(0.1) = 0.328794 (MATH.md §1.2 anchor): dψ − 2√(d/s) ≤ δ ≤ dψ."""
+    """ALMT Prop. 4.5 at d = 1000, s = 100 with ψ(0.1) = 0.328794 (docs/math.md §1.2 anchor):
+    dψ − 2√(d/s) ≤ δ ≤ dψ."""
     f = statistical_dimension(L1DescentCone(1000, 100))
     assert f.upper == pytest.approx(328.794, abs=1e-3)
     assert f.lower == pytest.approx(328.794 - 2 * math.sqrt(10), abs=1e-3)
@@ -100,7 +101,7 @@ def test_l1_nonneg_upper_bound():
 
 
 def test_nuclear_asymptotic_close_to_mc():
-    """MATH.md §1.2: at 60×60 exact Monte Carlo lies 0.1–0.5 % above the asymptotic formula."""
+    """docs/math.md §1.2: at 60×60 exact Monte Carlo lies 0.1–0.5 % above the asymptotic formula."""
     rng = np.random.default_rng(10)
     D = NuclearDescentCone(60, 60, 5)
     f = statistical_dimension(D)
@@ -137,7 +138,7 @@ def test_cvxpy_monte_carlo_agrees_with_closed_form():
 
 
 def test_elliptic_leading_order_within_O1():
-    """MATH.md §2: δ = Σ a²/(1+a²) + O(1) (n = 5000 random slopes: 2466.6 ± 1.8 against 2468.6)."""
+    """docs/math.md §2: δ = Σ a²/(1+a²) + O(1) (n = 5000 random slopes: 2466.6 ± 1.8 against 2468.6)."""
     rng = np.random.default_rng(5)
     for n in (100, 5000):
         K = EllipticCone(rng.uniform(0.05, 3.0, size=n))
@@ -161,7 +162,7 @@ def test_mc_result_fields():
 # ---------------------------------------------------------------------------------------------------------
 # ψ
 # ---------------------------------------------------------------------------------------------------------
-PSI_TABLE = [  # ρ, ψ, τ*, ψ₊, τ₊*  (MATH.md §1.2)
+PSI_TABLE = [  # ρ, ψ, τ*, ψ₊, τ₊*  (docs/math.md §1.2)
     (0.01, 0.061244, 1.945111, 0.052219, 1.720783),
     (0.1, 0.328794, 1.140171, 0.265304, 0.901462),
     (0.25, 0.582858, 0.765775, 0.468587, 0.549156),

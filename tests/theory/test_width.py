@@ -1,4 +1,4 @@
-"""Gaussian widths: MATH.md §1.3 anchors, Monte Carlo (4 standard errors), bounds, errors."""
+"""Gaussian widths: docs/math.md §1.3 anchors, Monte Carlo (4 standard errors), bounds, errors."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ K_SE = 4.0
 
 @pytest.mark.parametrize("d, w", [(100, 2.74696), (1000, 3.43541)])
 def test_l1_ball_anchor(d, w):
-    # MATH.md quotes 5 decimals: agreement to half a unit in the last place
+    # docs/math.md §1.3 quotes 5 decimals: agreement to half a unit in the last place
     assert gaussian_width_l1_ball(d) == pytest.approx(w, abs=5e-6)
 
 
@@ -60,7 +60,7 @@ def test_chi_mean():
 def test_sparse_width():
     rng = np.random.default_rng(0)
     mc = gaussian_width_sparse_mc(1000, 10, 2000, rng)
-    assert abs(mc.z_score(9.123)) <= K_SE  # MATH.md §1.3
+    assert abs(mc.z_score(9.123)) <= K_SE  # docs/math.md §1.3
     bound = gaussian_width_sparse_bound(1000, 10)
     classical = math.sqrt(2 * 10 * math.log(math.e * 1000 / 10))
     assert mc.mean <= bound <= classical
