@@ -320,9 +320,12 @@ _STUDY_SHARED_SKIP = {"frontier": {("--hidden", "8", "--model", "cnn"), ("--sche
                       "calibrate": {("--schedule", "step", "--epochs", "1")},
                       "masks": {("--schedule", "step", "--epochs", "1")}}
 TABLE["grda"] = [*GRDA_SHARED, *TABLE["grda"]]
+# the studies parse the shared options with the same code (nets.cli.grda._add_common) and check them with the same
+# preflight: one row per option there (the first of GRDA_SHARED's), to keep the table fast
+_FIRST_ROWS = [r for i, r in enumerate(GRDA_SHARED) if r[0][0] not in {q[0][0] for q in GRDA_SHARED[:i]}]
 for _study in GRDA_STUDIES:
     skip = _STUDY_SHARED_SKIP.get(_study, set())
-    TABLE[f"grda {_study}"] = [*(r for r in GRDA_SHARED if tuple(r[0]) not in skip), *TABLE[f"grda {_study}"]]
+    TABLE[f"grda {_study}"] = [*(r for r in _FIRST_ROWS if tuple(r[0]) not in skip), *TABLE[f"grda {_study}"]]
 
 #: rows whose value depends on the command's own defaults (prune needs --kept-fraction to get past argparse)
 REQUIRED = {"prune": ["--kept-fraction", "0.5"]}

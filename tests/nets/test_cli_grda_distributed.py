@@ -36,8 +36,8 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-GRDA = ["--hidden", "4", "--epochs", "2", "--target-sparsity", "0.6", "--top-k", "1", "3", "--bezier-steps", "2",
-        "--path-points", "3", "--compensation-steps", "2", "--threads", "1", "--no-progress"]
+GRDA = ["--hidden", "4", "--epochs", "1", "--target-sparsity", "0.6", "--top-k", "1", "3", "--bezier-steps", "0",
+        "--path-points", "3", "--compensation-steps", "0", "--threads", "1", "--no-progress"]
 EXPERIMENT = ["weight-distribution", "--scale", "tiny", "--seeds", "1", "--threads", "1", "--quiet"]
 DRIVER = """
 import os, sys
