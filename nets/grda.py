@@ -866,6 +866,10 @@ def training_pilot(
     thresholded parameter, the authors' count). ``workdir``: where each run's checkpoint directory
     (``c=<value>``) goes; with a directory an interrupted calibration resumes its runs (and reuses finished
     ones); ``None`` uses a temporary directory. The caller's model is never changed.
+
+    Under an initialised ``torch.distributed`` process group each run is data-parallel (``train(...,
+    distributed=True)``); rank 0 alone writes the checkpoint, reads the dual sums back and sends the
+    :class:`PilotRun` to the other ranks, so that every rank calibrates identically.
     """
     import tempfile
     from dataclasses import replace
@@ -880,6 +884,9 @@ def training_pilot(
     counted_names = ({n for n, _ in prunable_parameters(init)} if count == "prunable"
                      else {n for n, p in init.named_parameters() if p.requires_grad})
 
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank = torch.distributed.get_rank() if distributed else 0
+
     def pilot(c: float) -> PilotRun:
         cfg = replace(config, optimizer="grda", grda_c=float(c))
         m = copy.deepcopy(init)
@@ -887,8 +894,13 @@ def training_pilot(
         with contextlib.ExitStack() as stack:
             root = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
             run_dir = root / f"c={float(c):.17g}"
-            res = train(m, data, cfg, checkpoint_dir=run_dir, resume=True)
-            state = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+            res = train(m, data, cfg, checkpoint_dir=run_dir, resume=True, distributed=distributed)
+            if rank == 0:
+                state = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+        if rank != 0:  # the checkpoint is rank 0's: receive its reading
+            got: list[Any] = [None]
+            torch.distributed.broadcast_object_list(got, src=0)
+            return got[0]
         opt_state = state["optimizer"]
         names = [n for n, p in m.named_parameters() if p.requires_grad]
         sums, zeros, total = [], 0, 0
@@ -907,7 +919,10 @@ def training_pilot(
         threshold = float(next(iter(thresholds))) if len(thresholds) == 1 else None
         record = {k: res.final[k] for k in ("train_loss", "test_loss", "test_acc") if k in res.final}
         record["seconds"] = time.perf_counter() - t0
-        return PilotRun(float(c), zeros / total, torch.cat(sums).numpy(), threshold, record)
+        run = PilotRun(float(c), zeros / total, torch.cat(sums).numpy(), threshold, record)
+        if distributed:
+            torch.distributed.broadcast_object_list([run], src=0)
+        return run
 
     return pilot
 

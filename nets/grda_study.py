@@ -21,7 +21,10 @@ Each study is one function returning a frozen result with ``to_dict()`` and ``su
   cuts ``τ`` and against OBS and magnitude pruning, and support agreement under gradient noise.
 
 Training runs use :func:`nets.train.train` (so every run is the package's one recipe); each study's cost is
-reported in training runs and seconds.
+reported in training runs and seconds. Under an initialised ``torch.distributed`` process group (``torchrun``)
+every training run, the calibration's included, is data-parallel (DDP over shards of each global batch: each
+gRDA step sees the averaged gradient of the whole batch, the single-process update up to the order of
+floating-point summation); everything else is computed by every process on the full data, identically.
 """
 
 from __future__ import annotations
@@ -162,8 +165,15 @@ def _train(model: nn.Module, data: Any, config: Any, progress: Callable[[dict], 
             progress(rec)
 
     t0 = time.perf_counter()
-    res = train(model, data, config, progress=record)
+    res = train(model, data, config, progress=record, distributed=_distributed())
     return [dict(r, sparsity_all=s) for r, s in zip(res.history, extra)], time.perf_counter() - t0
+
+
+def _distributed() -> bool:
+    """Whether a ``torch.distributed`` default process group is initialised (``torchrun``): every training run
+    of the studies is then data-parallel over it (:func:`nets.train.train` with ``distributed=True``), the
+    convention of the Hessian products and the limit pipeline (:mod:`nets.limit.parallel`)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _eval(model: nn.Module, data: Any) -> dict[str, float]:

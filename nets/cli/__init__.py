@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     from nets.cli._runner import run_command
 
     module = importlib.import_module(commands[args.command][0])
-    return run_command(args.command, module.run, args)
+    # a subcommand's own subcommand (``grda calibrate``) names itself in messages through ``command_label``
+    return run_command(getattr(args, "command_label", None) or args.command, module.run, args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 ``prunelimit grda [options]`` (no study name) trains gRDA and SGD from the same initialisation and data order
 (the directional-pruning paper's protocol; ``--target-sparsity S`` calibrates ``c`` first) and reports the
 directional diagnostics beside their controls (:mod:`nets.directional`). ``prunelimit grda STUDY [options]``
-runs one study of :mod:`nets.grda_study` (options go *after* the study name):
+runs one study of :mod:`nets.grda_study` (a study's options go *after* its name; one given before it is
+refused, since the study would not see it):
 
 * ``calibrate``: calibration error table over datasets, schedules and target sparsities
   (:func:`nets.grda_study.calibration_study`);
@@ -13,9 +14,24 @@ runs one study of :mod:`nets.grda_study` (options go *after* the study name):
 * ``frontier``: sparsity–accuracy points of gRDA/gRDAM variants on MLPs of several widths, beside LOMP;
 * ``valley``: quadratic valleys: gRDA vs the constrained form over τ, vs OBS and magnitude pruning, under noise.
 
-Every command writes ``<study>.json`` (the result, the arguments and :func:`nets.io.provenance`) and
-``<study>.png`` into ``--out`` (default ``prunelimit-grda`` / ``prunelimit-grda-<study>``), atomically, and
-prints a table. Bad input: exit status 2 and one line naming the option and the value.
+Every command writes ``<study>.json`` (the result, the arguments, the values actually used, the warnings and
+:func:`nets.io.provenance`) and ``<study>.png`` into ``--out`` (default ``prunelimit-grda`` /
+``prunelimit-grda-<study>``), atomically, and prints a table with the warnings under it.
+
+Before any training (:mod:`nets.cli._grda_preflight`): every option is checked with the others, ``--out`` and
+``--device``, the memory of the model and of the diagnostics' Hessian (a dense Hessian that cannot fit is
+refused), and the gRDA settings against what they do: ``--mu`` outside ``(0, 1)`` is refused, and the first
+training step is replayed to refuse a ``--c``/``--lr`` whose first threshold already zeroes the whole network.
+A bad input exits with status 2 and one line naming the option and the value; a diverging training names the
+epoch. Settings below what the reported numbers need are warnings in the output and the JSON.
+
+Under ``torchrun --nproc_per_node K`` every gRDA and SGD training run (the comparison's, the calibration's, the
+studies') is data-parallel: each process computes the gradient of its shard of every global batch and
+the gradients are averaged, so each gRDA step sees the gradient of the whole batch, as in one process (the
+same result up to the order of floating-point summation). The diagnostics (Hessian, paths, controls), the
+``pretrained`` study's LOMP fine-tuning and the ``valley`` study are not split: every process computes them on
+the full data (identical results).
+Rank 0 alone prints and writes.
 """
 
 from __future__ import annotations
@@ -23,13 +39,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from nets.cli._shared import add_threads_argument, nonneg_float, positive, run_with_threads
+from nets.cli._runner import context
+from nets.cli._shared import add_threads_argument, bounded, nonneg_float, positive, run_with_threads
 from nets.io import atomic_open, atomic_write_json, jsonable
 
-__all__ = ["add_arguments", "run", "STUDIES"]
+__all__ = ["add_arguments", "run", "STUDIES", "GIVEN", "GIVEN_BEFORE"]
 
 #: study name -> one-line help
 STUDIES: dict[str, str] = {
@@ -40,6 +58,14 @@ STUDIES: dict[str, str] = {
     "frontier": "sparsity-accuracy frontier of gRDA/gRDAM variants on narrow MLPs vs LOMP",
     "valley": "quadratic valleys: gRDA vs the constrained form, OBS and magnitude pruning",
 }
+
+#: attributes of the parsed namespace listing ``(option, value)`` of every option given on the command line:
+#: ``GIVEN`` those of the command that runs (``grda`` or its study), ``GIVEN_BEFORE`` those given to ``grda``
+#: before a study name (filled by the parsers' actions; the preflight refuses options that a run would ignore)
+GIVEN, GIVEN_BEFORE = "grda_given", "grda_given_before"
+
+#: the largest seed every consumer accepts (scikit-learn's ``random_state`` is a 32-bit unsigned integer)
+MAX_SEED = 2**32 - 1
 
 
 # ---------------------------------------------------------------------------------------------- value types
@@ -66,27 +92,54 @@ def momentum_type(s: str) -> float:
     return v
 
 
-def nonneg_int(s: str) -> int:
+def _name(s: str) -> str:
+    return str(s).lower().replace("_", "-")
+
+
+def seed_type(s: str) -> int:
+    """An int in ``[0, MAX_SEED]``."""
     try:
         v = int(s)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a int, got {s!r}") from exc
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+        raise argparse.ArgumentTypeError(f"expected an int, got {s!r}") from exc
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must lie in [0, {MAX_SEED}] (2^32 - 1), got {s}")
     return v
 
 
+nonneg_int = bounded(int, 0)
+
+
 # ---------------------------------------------------------------------------------------------- arguments
+def _record_given(parser: argparse.ArgumentParser, attr: str) -> None:
+    """Make every option action of ``parser`` also append ``(option, value)`` to ``namespace.<attr>``."""
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        base = type(action)
+
+        def call(self: Any, p: Any, namespace: Any, values: Any, option_string: str | None = None,
+                 _base: type = base) -> None:
+            setattr(namespace, attr, [*getattr(namespace, attr, []), (option_string, values)])
+            _base.__call__(self, p, namespace, values, option_string)
+
+        action.__class__ = type(f"Given{base.__name__}", (base,), {"__call__": call})
+
+
 def _add_common(p: argparse.ArgumentParser, *, out_default: str, multi_data: bool = False) -> None:
+    from nets.data import DATASET_NAMES
+    from nets.models import MODEL_NAMES
+
     g = p.add_argument_group("data, model and training")
     if multi_data:
-        g.add_argument("--data", nargs="+", default=["digits", "teacher-student"],
-                       help="datasets (default: digits teacher-student)")
+        g.add_argument("--data", nargs="+", type=_name, default=["digits", "teacher-student"],
+                       help=f"datasets: {', '.join(DATASET_NAMES)} (default: digits teacher-student)")
     else:
-        g.add_argument("--data", default="digits",
-                       help="dataset: digits (default), teacher-student, cifar10, cifar100, tinyimagenet")
+        g.add_argument("--data", default="digits", type=_name,
+                       help=f"dataset: {', '.join(DATASET_NAMES)} (default digits)")
     g.add_argument("--data-root", type=Path, default=None, help="local folder of cifar10/cifar100/tinyimagenet")
-    g.add_argument("--model", default="mlp", help="model name for nets.models.build_model (default mlp)")
+    g.add_argument("--model", default="mlp", type=str.lower,
+                   help=f"model for nets.models.build_model: {', '.join(MODEL_NAMES)} (default mlp)")
     g.add_argument("--hidden", type=positive(int), nargs="+", default=None,
                    help="hidden widths of --model mlp (default 32: 2410 parameters on digits)")
     g.add_argument("--epochs", type=positive(int), default=60, help="training epochs (default 60)")
@@ -96,44 +149,56 @@ def _add_common(p: argparse.ArgumentParser, *, out_default: str, multi_data: boo
     g.add_argument("--schedule", choices=("constant", "step", "cosine"), default="constant",
                    help="learning-rate schedule (default constant, the authors'; step: x0.1 at 2/3 of the epochs)")
     g.add_argument("--lr-drop-epoch", type=positive(int), default=None,
-                   help="multiply lr by 0.1 from this epoch on (the authors' ImageNet schedule; overrides --schedule)")
+                   help="multiply lr by 0.1 from this epoch on (the authors' ImageNet schedule; instead of --schedule)")
     g.add_argument("--momentum", type=momentum_type, default=0.0,
                    help="momentum (gRDAM: our calibrated EMA buffer; default 0, the authors')")
     g.add_argument("--weight-decay", type=nonneg_float, default=0.0, help="coupled weight decay (default 0)")
-    g.add_argument("--mu", type=positive(float), default=0.55, help="gRDA mu (default 0.55, the authors' WRN value)")
-    g.add_argument("--seed", type=nonneg_int, default=0, help="seed of the initialisation, data split and order")
+    g.add_argument("--mu", type=positive(float), default=0.55,
+                   help="gRDA mu, the growth exponent of the threshold c·lr^(mu+1/2)·n^mu (default 0.55, the "
+                        "authors' WRN value); the theory needs 0.5 < mu < 1 (Chao & Cheng 2019): mu >= 1 is "
+                        "refused (the threshold then grows as fast as the dual sums can), mu <= 0.5 warns")
+    g.add_argument("--seed", type=seed_type, default=0,
+                   help=f"seed of the initialisation, data split and order (0 to {MAX_SEED})")
     g.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     r = p.add_argument_group("run")
     add_threads_argument(r)
-    r.add_argument("--out", type=Path, default=Path(out_default), help=f"output directory (default {out_default})")
+    r.add_argument("--out", type=Path, default=Path(out_default),
+                   help=f"output directory, created if missing (default {out_default})")
     r.add_argument("--no-progress", action="store_true", help="no progress messages")
 
 
-def _add_calibration(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tolerance", type=open_fraction, default=0.01,
-                   help="accept a calibration run within this of the target (default 0.01)")
-    p.add_argument("--max-runs", type=positive(int), default=8, help="calibration runs after the pilot (default 8)")
+def _add_calibration(p: Any, *, tolerance: float = 0.01, max_runs: int = 8) -> None:
+    p.add_argument("--tolerance", type=bounded(float, 0.0, 0.5, open_lo=True), default=tolerance,
+                   help=f"accept a calibration run within this of the target sparsity (default {tolerance:g}; "
+                        "above 0.02 warns: the calibration promises ±2 pp)")
+    p.add_argument("--max-runs", type=positive(int), default=max_runs,
+                   help=f"calibration runs after the pilot (default {max_runs})")
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("gRDA and diagnostics")
     g.add_argument("--c", type=nonneg_float, default=0.03,
                    help="gRDA c (default 0.03: about half of the digits MLP's weights pruned; the authors use "
-                        "0.0005-0.005 on networks with 10^7 weights); ignored with --target-sparsity")
+                        "0.0005-0.005 on networks with 10^7 weights); not with --target-sparsity. A c whose first "
+                        "threshold zeroes every weight (the first step is replayed to check) is refused: the network "
+                        "would ignore its input for the rest of the run")
     g.add_argument("--target-sparsity", type=open_fraction, default=None,
                    help="calibrate c so that gRDA ends at this fraction of zero prunable weights (±2 pp)")
     _add_calibration(g)
     g.add_argument("--top-k", type=positive(int), nargs="+", default=[1, 10, 50, 200],
                    help="k of the projection ratio onto the top-k Hessian eigenvectors (default 1 10 50 200; "
-                        "under Lanczos the largest k sets the cost)")
+                        "values not below the parameter count D are dropped; under Lanczos the largest k sets the "
+                        "cost)")
     g.add_argument("--hessian", choices=("auto", "dense", "lanczos"), default="auto",
-                   help="dense Hessian (all eigenpairs; auto up to --dense-limit parameters) or block Lanczos (top-k)")
+                   help="dense Hessian (all eigenpairs; auto up to --dense-limit parameters and when it fits in "
+                        "memory) or block Lanczos (top-k)")
     g.add_argument("--dense-limit", type=positive(int), default=3000,
                    help="largest parameter count for the dense Hessian under --hessian auto (default 3000)")
     g.add_argument("--diagnostic-samples", type=positive(int), default=None,
                    help="Hessian, losses and paths on a fixed random subset of this many training samples "
-                        "(default: all; set it for large datasets)")
-    g.add_argument("--path-points", type=positive(int), default=21, help="points on each path (default 21)")
+                        "(default: all; set it for large datasets; fewer than 512 warns)")
+    g.add_argument("--path-points", type=bounded(int, 2), default=21,
+                   help="points on each path (default 21; fewer than 21 warns: the barrier is a maximum over them)")
     g.add_argument("--bezier-steps", type=nonneg_int, default=200,
                    help="Adam steps fitting each Bézier control point (default 200; 0: linear paths only)")
     g.add_argument("--no-compensation", action="store_true", help="skip the compensated-pruning controls")
@@ -141,16 +206,36 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    help="L-BFGS evaluations of the re-optimised compensated control (default 100; 0: skip it)")
     g.add_argument("--no-directional", action="store_true", help="skip the constrained directional-pruning control")
     g.add_argument("--no-diagnostics", action="store_true", help="train and report sparsity/accuracy only")
-    g.add_argument("--stopping-window", type=positive(int), default=None,
+    g.add_argument("--stopping-window", type=bounded(int, 2), default=None,
                    help="also report where the stopping rule with this window would stop gRDA (default: 10)")
 
 
+#: the --help epilog of ``prunelimit grda`` (what torchrun does)
+TORCHRUN_HELP = ("Under torchrun --nproc_per_node K every gRDA and SGD training run (the comparison's, the "
+                 "calibration's and the studies') is data-parallel across the K processes: each computes the gradient of its shard of "
+                 "every global batch and the gradients are averaged, so each gRDA step is the single-process step up "
+                 "to the order of floating-point summation. Not split: the diagnostics (Hessian, paths, controls), the "
+                 "pretrained study's LOMP fine-tuning and the valley study, which every process computes on the full "
+                 "data (identical results). Rank 0 alone "
+                 "prints and writes.")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nets.grda_study import VARIANTS
+
+    parser.epilog = TORCHRUN_HELP
     _add_common(parser, out_default="prunelimit-grda")
     _add_run(parser)
+    _record_given(parser, GIVEN_BEFORE)
     sub = parser.add_subparsers(dest="study", metavar="STUDY", required=False,
                                 help="a study instead of the default comparison: " + ", ".join(STUDIES))
-    p = sub.add_parser("calibrate", help=STUDIES["calibrate"], description=STUDIES["calibrate"])
+
+    def study(name: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=STUDIES[name], description=STUDIES[name])
+        p.set_defaults(command_label=f"grda {name}")
+        return p
+
+    p = study("calibrate")
     _add_common(p, out_default="prunelimit-grda-calibrate", multi_data=True)
     p.add_argument("--targets", type=open_fraction, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95],
                    help="target sparsities (default 0.5 0.7 0.8 0.9 0.95)")
@@ -159,7 +244,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rerun", action="store_true", help="skip the rerun with another data order")
     _add_calibration(p)
 
-    p = sub.add_parser("pretrained", help=STUDIES["pretrained"], description=STUDIES["pretrained"])
+    p = study("pretrained")
     _add_common(p, out_default="prunelimit-grda-pretrained")
     p.add_argument("--targets", type=open_fraction, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95],
                    help="target sparsities (default 0.5 0.7 0.8 0.9 0.95)")
@@ -172,77 +257,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="L-BFGS evaluations of the compensated pruning's masked re-optimisation (default 100)")
     _add_calibration(p)
 
-    p = sub.add_parser("stopping", help=STUDIES["stopping"], description=STUDIES["stopping"])
+    p = study("stopping")
     _add_common(p, out_default="prunelimit-grda-stopping")
     p.add_argument("--c", type=nonneg_float, default=0.06, help="gRDA c (default 0.06: ~75 %% sparsity on digits)")
-    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=list(range(10)), help="seeds (default 0..9)")
-    p.add_argument("--window", type=positive(int), default=10, help="stopping-rule window in epochs (default 10)")
-    p.add_argument("--sparsity-tol", type=nonneg_float, default=0.01, help="sparsity plateau tolerance (default 0.01)")
+    p.add_argument("--seeds", type=seed_type, nargs="+", default=list(range(10)), help="seeds (default 0..9)")
+    p.add_argument("--window", type=bounded(int, 2), default=10,
+                   help="stopping-rule window in epochs (default 10; must be below --epochs)")
+    p.add_argument("--sparsity-tol", type=bounded(float, 0.0, 1.0), default=0.01,
+                   help="sparsity plateau tolerance (default 0.01)")
     p.add_argument("--loss-tol", type=nonneg_float, default=0.1,
                    help="relative training-loss improvement tolerance (default 0.1)")
 
-    p = sub.add_parser("masks", help=STUDIES["masks"], description=STUDIES["masks"])
+    p = study("masks")
     _add_common(p, out_default="prunelimit-grda-masks")
     p.add_argument("--target-sparsity", type=open_fraction, default=0.9, help="target sparsity (default 0.9)")
-    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--seeds", type=seed_type, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     p.add_argument("--schedules", choices=("constant", "step", "cosine"), nargs="+", default=["constant", "cosine"],
                    help="schedules (default constant cosine)")
     _add_calibration(p)
 
-    p = sub.add_parser("frontier", help=STUDIES["frontier"], description=STUDIES["frontier"])
+    p = study("frontier")
     _add_common(p, out_default="prunelimit-grda-frontier")
-    from nets.grda_study import VARIANTS
-
-    p.add_argument("--widths", type=positive(int), nargs="+", default=[16, 32, 64], help="MLP widths (16 32 64)")
+    p.add_argument("--widths", type=positive(int), nargs="+", default=[16, 32, 64],
+                   help="MLP widths (16 32 64; they replace --hidden)")
     p.add_argument("--variants", choices=tuple(VARIANTS), nargs="+", default=list(VARIANTS),
-                   help="optimiser variants (default: all)")
+                   help="optimiser variants (default: all; each sets its own schedule and momentum)")
     p.add_argument("--targets", type=open_fraction, nargs="+", default=[0.5, 0.7, 0.8, 0.9],
                    help="target sparsities (default 0.5 0.7 0.8 0.9)")
-    p.add_argument("--tolerance", type=open_fraction, default=0.02, help="calibration tolerance (default 0.02)")
-    p.add_argument("--max-runs", type=positive(int), default=5, help="calibration runs after the pilot (default 5)")
+    _add_calibration(p, tolerance=0.02, max_runs=5)
 
-    p = sub.add_parser("valley", help=STUDIES["valley"], description=STUDIES["valley"])
+    p = study("valley")
     r = p.add_argument_group("run")
     add_threads_argument(r)
-    r.add_argument("--out", type=Path, default=Path("prunelimit-grda-valley"), help="output directory")
+    r.add_argument("--out", type=Path, default=Path("prunelimit-grda-valley"),
+                   help="output directory, created if missing (default prunelimit-grda-valley)")
     r.add_argument("--no-progress", action="store_true", help="no progress messages")
-    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2, 3], help="valley seeds (default 0..3)")
+    p.add_argument("--seeds", type=seed_type, nargs="+", default=[0, 1, 2, 3], help="valley seeds (default 0..3)")
     p.add_argument("--times", type=positive(float), nargs="+", default=[20.0, 200.0],
-                   help="training times t = N·gamma (default 20 200)")
-    p.add_argument("--dim", type=positive(int), default=8, help="dimension d (default 8)")
+                   help="training times t = N·gamma (default 20 200; at most 10^7 steps of --gamma and --noise-gamma)")
+    p.add_argument("--dim", type=bounded(int, 4), default=8,
+                   help="dimension d (default 8; at least 4: the null-space valleys have rank 3)")
     p.add_argument("--lams", type=positive(float), nargs="+", default=[0.3, 0.8],
                    help="final thresholds lambda (default 0.3 0.8)")
     p.add_argument("--gamma", type=positive(float), default=1e-3, help="step size of the deterministic runs (1e-3)")
     p.add_argument("--noise", type=nonneg_float, default=0.1, help="gradient noise sigma (default 0.1)")
     p.add_argument("--noise-gamma", type=positive(float), default=4e-3, help="step size of the noisy runs (4e-3)")
     p.add_argument("--replicates", type=positive(int), default=64, help="noisy replicates (default 64)")
+    for sp in sub.choices.values():
+        _record_given(sp, GIVEN)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _error(args: argparse.Namespace, msg: str) -> int:
-    print(f"prunelimit grda{' ' + args.study if getattr(args, 'study', None) else ''}: error: {msg}", file=sys.stderr)
-    return 2
-
-
-def _check_common(args: argparse.Namespace) -> str | None:
-    """Cross-option checks argparse cannot do; the message names the option and the value."""
-    datas = args.data if isinstance(args.data, list) else [args.data]
-    for d in datas:
-        if args.data_root is not None and d.lower() in ("digits", "teacher-student"):
-            return f"--data-root is not used by the built-in dataset --data {d}"
-    if args.hidden is not None and args.model.lower() != "mlp":
-        return f"--hidden applies to --model mlp only, got --model {args.model}"
-    if args.lr_drop_epoch is not None and not 1 <= args.lr_drop_epoch < args.epochs:
-        return f"--lr-drop-epoch must be in [1, --epochs={args.epochs}), got --lr-drop-epoch {args.lr_drop_epoch}"
-    if args.schedule == "step" and args.epochs < 2 and args.lr_drop_epoch is None:
-        return f"--schedule step needs --epochs >= 2, got --epochs {args.epochs}"
-    return None
-
-
 def _setup(args: argparse.Namespace, data: str | None = None) -> Any:
     from nets.grda_study import Setup
 
-    hidden = tuple(args.hidden) if args.hidden is not None else ((32,) if args.model.lower() == "mlp" else None)
+    hidden = tuple(args.hidden) if args.hidden is not None else ((32,) if args.model == "mlp" else None)
     return Setup(data=data or args.data, model=args.model, hidden=hidden,
                  data_root=None if args.data_root is None else str(args.data_root), seed=args.seed)
 
@@ -250,7 +319,7 @@ def _setup(args: argparse.Namespace, data: str | None = None) -> Any:
 def _config(args: argparse.Namespace, **overrides: Any) -> Any:
     from nets.grda_study import SCHEDULES, grda_config
 
-    sched = (dict(schedule="multistep", milestones=(args.lr_drop_epoch,), gamma=0.1) if args.lr_drop_epoch
+    sched = ({"schedule": "multistep", "milestones": (args.lr_drop_epoch,), "gamma": 0.1} if args.lr_drop_epoch
              else SCHEDULES[args.schedule](args.epochs))
     kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
               weight_decay=args.weight_decay, grda_mu=args.mu, seed=args.seed, device=args.device, **sched)
@@ -259,22 +328,36 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
-    if args.no_progress:
+    if args.no_progress or not context().is_main:
         return None
     t0 = time.perf_counter()
     return lambda msg: print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
-def _write(args: argparse.Namespace, name: str, result: Any, plot: Callable[[Any, Path], None]) -> None:
+def _write(args: argparse.Namespace, name: str, result: Any, plot: Callable[[Any, Path], None], plan: Any) -> None:
+    """Rank 0: ``<name>.json`` (result, arguments, values used, warnings, provenance) and ``<name>.png``; print the
+    table and the warnings."""
     from nets.io import provenance
 
+    ctx = context()
+    if not ctx.is_main:
+        return
     out: Path = args.out
+    skip = {"func", GIVEN, GIVEN_BEFORE, "command_label"}
+    run_info = {"world_size": ctx.world_size, "backend": ctx.backend,
+                "threads": None if ctx.threads is None else ctx.threads.to_dict()}
     record = {"command": "prunelimit grda" + (f" {args.study}" if getattr(args, "study", None) else ""),
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"},
+              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip},
+              "used": {**plan.used, **run_info}, "warnings": plan.warnings,
               "result": result.to_dict(), "provenance": provenance(getattr(args, "device", None))}
     atomic_write_json(out / f"{name}.json", jsonable(record), indent=1)
     plot(result, out / f"{name}.png")
     print(result.summary())
+    for w in plan.warnings:
+        print(f"warning [{w['code']}]: {w['message']}")
+    if ctx.world_size > 1:
+        print(f"run: {ctx.world_size} process(es) ({ctx.backend}): training data-parallel; diagnostics computed by "
+              "every process")
     print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
 
 
@@ -424,110 +507,94 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from nets.cli._grda_preflight import preflight
+
+    plan = preflight(args)  # every check before any training; a UserError names the option and the value
     study = getattr(args, "study", None)
-    if study != "valley":
-        msg = _check_common(args)
-        if msg is not None:
-            return _error(args, msg)
-    args.out.mkdir(parents=True, exist_ok=True)
-    try:
+    with warnings.catch_warnings():
+        # mu outside (0.5, 1) is recorded as a warning of the run (plan.warnings); GRDA's own UserWarning for
+        # it would repeat it on stderr for every optimiser the run builds
+        warnings.filterwarnings("ignore", message=r"mu=.* is outside \(0\.5, 1\)", category=UserWarning)
         if study is None:
-            return _run_compare(args)
+            return _run_compare(args, plan)
         return {"calibrate": _run_calibrate, "pretrained": _run_pretrained, "stopping": _run_stopping,
-                "masks": _run_masks, "frontier": _run_frontier, "valley": _run_valley}[study](args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        return _error(args, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                "masks": _run_masks, "frontier": _run_frontier, "valley": _run_valley}[study](args, plan)
 
 
-def _run_compare(args: argparse.Namespace) -> int:
+def _run_compare(args: argparse.Namespace, plan: Any) -> int:
     import torch
 
-    from nets.directional import DiagnosticsConfig
-    from nets.grda import CalibrationConfig, StoppingRule
     from nets.grda_study import compare
 
-    diag = None if args.no_diagnostics else DiagnosticsConfig(
-        top_ks=tuple(args.top_k), hessian=args.hessian, dense_limit=args.dense_limit, path_points=args.path_points,
-        bezier_steps=args.bezier_steps, compensation=not args.no_compensation,
-        compensation_steps=args.compensation_steps, directional=not args.no_directional,
-        samples=args.diagnostic_samples)
-    rule = StoppingRule(window=args.stopping_window) if args.stopping_window else StoppingRule()
     res = compare(_setup(args), _config(args, grda_c=args.c), target_sparsity=args.target_sparsity,
-                  calibration=CalibrationConfig(tolerance=args.tolerance, max_runs=args.max_runs), diagnostics=diag,
-                  stopping=rule, generator=torch.Generator().manual_seed(args.seed), progress=_progress(args))
-    _write(args, "grda", res, _plot_compare)
+                  calibration=plan.calibration, diagnostics=plan.diagnostics, stopping=plan.stopping,
+                  generator=torch.Generator().manual_seed(args.seed), progress=_progress(args))
+    if res.sparsity["prunable_weights"] >= 1.0:
+        c = res.grda["config"]["grda_c"]
+        plan.warn("c", f"gRDA ended with every prunable weight at zero (c = {c:.6g}): the network ignores its input "
+                       f"and its accuracy is that of a constant class; lower --c or pass --target-sparsity")
+    _write(args, "grda", res, _plot_compare, plan)
     return 0
 
 
-def _run_calibrate(args: argparse.Namespace) -> int:
-    from nets.grda import CalibrationConfig
+def _run_calibrate(args: argparse.Namespace, plan: Any) -> int:
     from nets.grda_study import calibration_study
 
     res = calibration_study([_setup(args, d) for d in args.data], args.schedules, args.targets, config=_config(args),
-                            calibration=CalibrationConfig(tolerance=args.tolerance, max_runs=args.max_runs),
-                            rerun=not args.no_rerun, progress=_progress(args))
-    _write(args, "calibrate", res, _plot_calibration)
+                            calibration=plan.calibration, rerun=not args.no_rerun, progress=_progress(args))
+    _write(args, "calibrate", res, _plot_calibration, plan)
     return 0
 
 
-def _run_pretrained(args: argparse.Namespace) -> int:
-    from nets.grda import CalibrationConfig
+def _run_pretrained(args: argparse.Namespace, plan: Any) -> int:
     from nets.grda_study import SCHEDULES, pretrained_study
 
     ft = _config(args, lr=args.finetune_lr, epochs=args.finetune_epochs,
                  **SCHEDULES[args.finetune_schedule](args.finetune_epochs))
     res = pretrained_study(_setup(args), args.targets, pretrain=_config(args, grda_c=0.0), finetune=ft,
-                           calibration=CalibrationConfig(tolerance=args.tolerance, max_runs=args.max_runs),
-                           reopt_steps=args.reopt_steps, progress=_progress(args))
-    _write(args, "pretrained", res, _plot_pretrained)
+                           calibration=plan.calibration, reopt_steps=args.reopt_steps, progress=_progress(args))
+    _write(args, "pretrained", res, _plot_pretrained, plan)
     return 0
 
 
-def _run_stopping(args: argparse.Namespace) -> int:
-    from nets.grda import StoppingRule
+def _run_stopping(args: argparse.Namespace, plan: Any) -> int:
     from nets.grda_study import stopping_study
 
-    rule = StoppingRule(window=args.window, sparsity_tol=args.sparsity_tol, loss_tol=args.loss_tol)
-    res = stopping_study(_setup(args), args.seeds, config=_config(args, grda_c=args.c), rule=rule,
+    res = stopping_study(_setup(args), args.seeds, config=_config(args, grda_c=args.c), rule=plan.stopping,
                          progress=_progress(args))
-    _write(args, "stopping", res, _plot_stopping)
+    dead = [r["seed"] for r in res.rows if r["sparsity_full"] >= 1.0]
+    if dead:
+        plan.warn("c", f"--c {args.c:g}: the runs of seeds {' '.join(map(str, dead))} ended with every prunable weight "
+                       "at zero (a constant class); lower --c")
+    _write(args, "stopping", res, _plot_stopping, plan)
     return 0
 
 
-def _run_masks(args: argparse.Namespace) -> int:
-    from nets.grda import CalibrationConfig
+def _run_masks(args: argparse.Namespace, plan: Any) -> int:
     from nets.grda_study import mask_study
 
     res = mask_study(_setup(args), args.target_sparsity, seeds=args.seeds, schedules=args.schedules,
-                     config=_config(args), calibration=CalibrationConfig(tolerance=args.tolerance,
-                                                                         max_runs=args.max_runs),
-                     progress=_progress(args))
-    _write(args, "masks", res, _plot_masks)
+                     config=_config(args), calibration=plan.calibration, progress=_progress(args))
+    _write(args, "masks", res, _plot_masks, plan)
     return 0
 
 
-def _run_frontier(args: argparse.Namespace) -> int:
-    from nets.grda import CalibrationConfig
+def _run_frontier(args: argparse.Namespace, plan: Any) -> int:
     from nets.grda_study import frontier_study
 
-    if args.model.lower() != "mlp":
-        return _error(args, f"the frontier varies MLP widths: --model must be mlp, got --model {args.model}")
     res = frontier_study(_setup(args), args.widths, args.variants, args.targets, config=_config(args),
-                         calibration=CalibrationConfig(tolerance=args.tolerance, max_runs=args.max_runs),
-                         progress=_progress(args))
-    _write(args, "frontier", res, _plot_frontier)
+                         calibration=plan.calibration, progress=_progress(args))
+    _write(args, "frontier", res, _plot_frontier, plan)
     return 0
 
 
-def _run_valley(args: argparse.Namespace) -> int:
+def _run_valley(args: argparse.Namespace, plan: Any) -> int:
     from nets.grda_study import valley_study
 
-    if args.dim < 4:
-        return _error(args, f"--dim must be >= 4 (the null-space valleys have rank 3), got --dim {args.dim}")
     res = valley_study(seeds=args.seeds, times=args.times, d=args.dim, lams=args.lams, gamma=args.gamma,
                        noise=args.noise, noise_gamma=args.noise_gamma, replicates=args.replicates,
                        progress=_progress(args))
-    _write(args, "valley", res, _plot_valley)
+    _write(args, "valley", res, _plot_valley, plan)
     return 0
-
-

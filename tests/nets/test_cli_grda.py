@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -92,38 +93,113 @@ def test_studies_end_to_end(tmp_path, argv, name, check):
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["--lr", "-1"], "argument --lr: must be > 0, got -1"),
-        (["--c", "nan"], "argument --c: must be a finite number >= 0, got nan"),
-        (["--epochs", "two"], "argument --epochs: expected a int, got 'two'"),
-        (["--hessian", "exact"], "argument --hessian: invalid choice: 'exact'"),
+        (["--lr", "-1"], "^prunelimit grda: error: argument --lr: must be > 0, got -1"),
+        (["--c", "nan"], "^prunelimit grda: error: argument --c: must be a finite number >= 0, got nan"),
+        (["--epochs", "two"], "^prunelimit grda: error: argument --epochs: expected a int, got 'two'"),
+        (["--hessian", "exact"], "^prunelimit grda: error: argument --hessian: invalid choice: 'exact'"),
         (["--target-sparsity", "1.0"], r"argument --target-sparsity: must lie in \(0, 1\), got 1.0"),
         (["--momentum", "1"], r"argument --momentum: must lie in \[0, 1\), got 1"),
-        (["calibrate", "--schedules", "linear"], "argument --schedules: invalid choice: 'linear'"),
+        (["calibrate", "--schedules", "linear"],
+         "^prunelimit grda calibrate: error: argument --schedules: invalid choice: 'linear'"),
         (["frontier", "--variants", "adam"], "argument --variants: invalid choice: 'adam'"),
-        (["stopping", "--seeds", "-1"], "argument --seeds: must be >= 0, got -1"),
-    ],
-)
-def test_cli_rejects_bad_arguments(tmp_path, capsys, argv, match):
-    with pytest.raises(SystemExit) as exc:
-        main(["grda", *argv, "--out", str(tmp_path)] if argv[0] in ("calibrate", "frontier", "stopping")
-             else ["grda", "--out", str(tmp_path), *argv])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and __import__("re").search(match, err[-1])
-
-
-@pytest.mark.parametrize(
-    "argv,match",
-    [
+        (["stopping", "--seeds", "-1"], r"argument --seeds: must lie in \[0, 4294967295\] \(2\^32 - 1\), got -1"),
         (["--epochs", "3", "--lr-drop-epoch", "5"], r"--lr-drop-epoch must be in \[1, --epochs=3\), got --lr-drop-epoch 5"),
-        (["--data", "digits", "--data-root", "/nowhere"], "--data-root is not used by the built-in dataset --data digits"),
+        (["--data", "digits", "--data-root", "{tmp}"], "--data-root .* is not used by the built-in dataset --data digits"),
         (["--model", "cnn", "--hidden", "8"], "--hidden applies to --model mlp only, got --model cnn"),
-        (["--data", "mnist"], "unknown dataset name='mnist'"),
-        (["--data", "cifar10", "--data-root", "/nowhere/at/all"], "CIFAR root folder not found: /nowhere/at/all"),
+        (["--data", "mnist"], "--data mnist is not a dataset; choose one of digits, "),
+        (["--data", "cifar10", "--data-root", "/nowhere/at/all"], "--data-root /nowhere/at/all is not an existing directory"),
+        (["--data", "cifar10", "--data-root", "{tmp}"], "--data cifar10 could not be loaded .*; check --data-root"),
+        (["--epochs", "3", "stopping"], "^prunelimit grda stopping: error: --epochs 3 is given before the study name"),
     ],
 )
-def test_cli_reports_bad_combinations_in_one_line(tmp_path, capsys, argv, match):
-    assert main(["grda", "--out", str(tmp_path), "--no-progress", *argv]) == 2
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, argv, match):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    study = any(a in ("calibrate", "frontier", "stopping") for a in argv)
+    out = ["--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(["grda", *argv, *out] if study else ["grda", *out, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("prunelimit grda: error: ")
-    assert __import__("re").search(match, err[0])
+    assert len(err) == 1 and err[0].startswith("prunelimit grda")
+    assert re.search(match, err[0]), err[0]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_mu_at_least_one_is_refused_and_at_most_half_warns(tmp_path, capsys):
+    assert main(["grda", "--out", str(tmp_path / "a"), "--mu", "1.2", "--no-progress"]) == 2
+    assert "(0.5, 1)" in capsys.readouterr().err
+    out = tmp_path / "b"
+    assert main(["grda", "--out", str(out), "--mu", "0.4", "--epochs", "1", "--hidden", "4", "--no-diagnostics",
+                 "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "UserWarning" not in captured.err  # recorded once, in the output and the JSON, not by every optimiser
+    rec = json.loads((out / "grda.json").read_text())
+    assert [w["code"] for w in rec["warnings"]] == ["mu"]
+    assert "warning [mu]: --mu 0.4 is at most 0.5" in captured.out
+
+
+def test_first_step_replay_is_the_training_step_and_bounds_c():
+    """``first_step`` replays training's first gRDA step exactly (same weights as one step of nets.train), and its
+    ``c_all_zero`` is the threshold where every parameter but the output bias is zero after it."""
+    import copy
+    from dataclasses import replace
+
+    from nets.cli._grda_preflight import first_step
+    from nets.grda_study import Setup, grda_config
+    from nets.train import train
+
+    setup = Setup(hidden=(4,))
+    data = setup.load_data()
+    # a batch covering the whole training set makes the first epoch of training exactly one step
+    cfg = grda_config(epochs=1, batch_size=len(data.train), grda_c=0.5)
+    model = setup.build(data)
+    fs = first_step(model, data, cfg)
+    assert fs["threshold"] == pytest.approx(0.5 * cfg.lr ** (cfg.grda_mu + 0.5), rel=1e-12)
+    # just above c*, one step of nets.train zeroes every parameter but the output bias; just below, not all
+    for factor, all_zero in ((1.001, True), (0.99, False)):
+        m = copy.deepcopy(model)
+        train(m, data, replace(cfg, grda_c=fs["c_all_zero"] * factor))
+        out_bias = m.net[-1].bias
+        zero = all(bool((p == 0).all()) for p in m.parameters() if p is not out_bias)
+        assert zero is all_zero, factor
+
+
+def test_a_dead_network_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "dead"
+    assert main(["grda", "--out", str(out), "--c", "1000", "--hidden", "4", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("prunelimit grda: error: --c 1000 with --lr 0.1 and --mu 0.55") and "every c >= " in err
+    assert not list(out.iterdir())
+
+
+def test_settings_below_the_reported_precision_warn_and_are_recorded(tmp_path, capsys):
+    out = tmp_path / "warn"
+    rc = main(["grda", "--out", str(out), "--epochs", "1", "--hidden", "4", "--c", "0", "--diagnostic-samples", "100",
+               "--top-k", "1", "400", "--path-points", "3", "--bezier-steps", "0", "--no-compensation",
+               "--no-directional", "--stopping-window", "5", "--no-progress"])
+    assert rc == 0
+    rec = json.loads((out / "grda.json").read_text())
+    codes = [w["code"] for w in rec["warnings"]]
+    assert sorted(codes) == ["c", "diagnostic-samples", "path-points", "stopping-window", "top-k"]
+    text = capsys.readouterr().out
+    for w in rec["warnings"]:
+        assert f"warning [{w['code']}]: {w['message']}" in text
+    used = rec["used"]
+    # the values the run used, beside the arguments as given
+    assert used["top_k"] == [1] and rec["args"]["top_k"] == [1, 400] and used["n_parameters"] == 310
+    assert used["diagnostic_samples"] == 100 and used["hessian"] == "dense" and used["world_size"] == 1
+    assert rec["result"]["diagnostics"]["config"]["samples"] == 100
+
+
+def test_all_weights_zero_at_the_end_warns(tmp_path):
+    """c = 3 passes the first-step check (c* = 16.4 on this seed) but its threshold after the first epoch (2.12)
+    is above every initial weight (1.46), and the run ends with every prunable weight at zero: both are warned."""
+    out = tmp_path / "end"
+    assert main(["grda", "--out", str(out), "--epochs", "2", "--hidden", "4", "--c", "3", "--no-diagnostics",
+                 "--no-progress"]) == 0
+    rec = json.loads((out / "grda.json").read_text())
+    fs = rec["used"]["first_step"]
+    assert fs["threshold"] < fs["largest"] and 3 < fs["c_all_zero"]
+    assert rec["result"]["sparsity"]["prunable_weights"] == 1.0
+    messages = [w["message"] for w in rec["warnings"] if w["code"] == "c"]
+    assert len(messages) == 2
+    assert "the threshold after the first epoch, 2.12, is above every initial weight" in messages[0]
+    assert "every prunable weight at zero" in messages[1]
