@@ -137,7 +137,8 @@ def test_memory_preflight_switches_to_streaming_products(tmp_path, capsys, monke
     assert "warning: the cached first-order graphs" in err and "streaming Hessian products instead" in err
     d = json.loads((tmp_path / "result.json").read_text())
     assert d["config"]["spectrum"]["cache_graph"] is False
-    assert d["config"]["used"]["hessian_path"] == "forward-over-reverse"
+    # a streaming product (hvp_method="auto": the faster of the two on this model), not the cached graphs
+    assert d["config"]["used"]["hessian_path"] in ("forward-over-reverse", "double-backward")
     assert d["train"]["notes"] and "streaming" in d["train"]["notes"][0]
 
 
