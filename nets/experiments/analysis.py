@@ -451,7 +451,9 @@ def _analyze_dense(model: nn.Module, data: DataSplit, settings: AnalysisSettings
         spectrum=SpectrumConfig(steps=settings.slq_steps, n_probes=settings.slq_probes,
                                 batch_size=settings.hessian_batch_size, samples=settings.hessian_samples),
         prediction=PredictionConfig(eta=settings.eta, negative=settings.negative),
-        measurement=MeasureConfig(grid_step=max(settings.sweep_step, 1e-4), accuracy_tolerance=settings.accuracy_tolerance),
+        # the experiments read the quadratic-step (OBS) fundamental limit only: no masked re-optimisation search
+        measurement=MeasureConfig(grid_step=max(settings.sweep_step, 1e-4), accuracy_tolerance=settings.accuracy_tolerance,
+                                  reoptimise=False),
         oracle=OracleConfig(enabled=False))
     r = estimate_pruning_limit(model, data, config=cfg, seed=seed, device=dev)
     t = r.tolerance
