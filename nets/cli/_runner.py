@@ -136,7 +136,9 @@ def _distributed(ctx: RunContext, args: argparse.Namespace) -> Iterator[None]:
     if not dist.is_initialized():
         # one group for the life of the process: a second command in the same process (a driver calling main()
         # twice) reuses it; re-creating the default group on torchrun's store would meet the first one's keys
-        dist.init_process_group(ctx.backend, init_method="env://")
+        from nets.limit.parallel import init_process_group
+
+        init_process_group(ctx.backend, init_method="env://")
         atexit.register(_destroy_group)
     yield
     if ctx.succeeded:

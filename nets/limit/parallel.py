@@ -21,10 +21,28 @@ identically on every rank; only rank 0 should write files or print.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["process_group", "is_distributed", "shard_batches", "split_levels", "all_reduce_sum"]
+__all__ = ["process_group", "is_distributed", "shard_batches", "split_levels", "all_reduce_sum",
+           "init_process_group"]
+
+
+def init_process_group(backend: str, **kwargs: Any) -> None:
+    """:func:`torch.distributed.init_process_group` after importing ``torch._dynamo``.
+
+    With PyTorch 2.13, the first import of ``torch._dynamo`` (done by ``torch.func.grad``, hence by the
+    forward-over-reverse Hessian-vector product) takes references to an existing default group, which then
+    outlives :func:`torch.distributed.destroy_process_group`; its gloo worker threads are still running when the
+    interpreter exits, and one that releases a tensor at that moment aborts the process (``terminate called
+    without an active exception``, about one run in ten of two ranks here). Importing it before the group
+    exists takes no such references, so ``destroy_process_group`` frees the group and joins its threads.
+    Scripts that initialise the group themselves should import ``torch._dynamo`` first in the same way.
+    """
+    import torch._dynamo  # noqa: F401  (imported for its side effect; see the docstring)
+
+    torch.distributed.init_process_group(backend, **kwargs)
 
 
 def is_distributed() -> bool:

@@ -13,6 +13,11 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from nets.hessian import HessianOperator
+from nets.limit.parallel import init_process_group
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else -1
 
 pytestmark = [
     pytest.mark.distributed,
@@ -39,7 +44,8 @@ RUNS = [
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str, model_state: dict, shards: list, V: torch.Tensor) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    before = _threads()
+    init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         model = _model(torch.Generator().manual_seed(0))
         model.load_state_dict(model_state)
@@ -64,6 +70,10 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, model_state: di
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+        # the group is freed and its gloo threads joined (a group kept alive past destroy_process_group, as
+        # torch._dynamo's first import inside it did, aborts about one exit in ten: nets.limit.parallel)
+        with open(os.path.join(out_dir, f"threads{rank}.txt"), "w") as f:
+            f.write(f"{before} {_threads()}")
 
 
 def test_two_gloo_ranks_equal_single_process(tmp_path) -> None:
@@ -80,6 +90,9 @@ def test_two_gloo_ranks_equal_single_process(tmp_path) -> None:
         join=True,
     )
     res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for r in range(2):
+        before, after = (tmp_path / f"threads{r}.txt").read_text().split()
+        assert after == before, f"rank {r}: {before} threads before the group, {after} after destroying it"
     everything = shards[0] + shards[1]
     H = HessianOperator(model, nn.CrossEntropyLoss(), everything, params=lambda n, p: True, dtype=torch.float64)
     ref = H.matmat(V)

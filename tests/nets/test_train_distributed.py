@@ -10,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from nets.data import load_dataset
+from nets.limit.parallel import init_process_group
 from nets.models import build_model
 from nets.train import TrainConfig, train
 
@@ -28,7 +29,7 @@ def _setup():
 
 def _worker(rank: int, world: int, port: int, out_path: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         data, model = _setup()
         # Error input first (one spawn serves both checks): batch 1 leaves one of the two processes empty.
