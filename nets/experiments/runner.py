@@ -26,6 +26,10 @@ __all__ = ["Experiment", "EXPERIMENTS", "ExperimentRecord", "run_experiment", "r
            "check_runnable", "partition"]
 
 log = logging.getLogger(__name__)
+#: progress of a worker process of :func:`run_all` (its handler is added by the worker, not inherited)
+_WORKER_LOG = logging.getLogger(f"{__name__}.worker")
+_WORKER_LOG.propagate = False
+_WORKER_LOG.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -155,30 +159,37 @@ def partition(specs: Sequence[ModelSpec], jobs: int) -> list[list[ModelSpec]]:
 def _worker(scale: Scale, out: str, models: list[str], seeds: int, data_root: str | None, device: str,
             names: list[str], quiet: bool) -> dict[str, dict[str, Any]]:
     """Compute the cells of ``names`` for the networks ``models`` (one process of :func:`run_all`)."""
-    import sys
-
     import torch
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     tag = ",".join(models)
+    # the child's own progress channel (a spawned process has no logging set up): one line per stage on the
+    # stderr it shares with the parent
+    handler = None if quiet else logging.StreamHandler()
+    if handler is not None:
+        _WORKER_LOG.addHandler(handler)
 
     def progress(message: str) -> None:
-        if not quiet:
-            print(f"[{time.perf_counter() - t0:7.1f} s] ({tag}) {message}", file=sys.stderr, flush=True)
+        _WORKER_LOG.info("[%7.1f s] (%s) %s", time.perf_counter() - t0, tag, message)
 
-    ctx = make_context(scale, out, models=models, seeds=seeds, data_root=data_root, device=device, progress=progress)
-    stats: dict[str, dict[str, Any]] = {}
-    for name in names:
-        if len(ctx.seeds) < EXPERIMENTS[name].min_seeds:
-            continue
-        own = ctx.cells(name)
-        before = ctx.shared.computed + own.computed
-        t = time.perf_counter()
-        EXPERIMENTS[name].run(ctx)
-        stats[name] = {"seconds": time.perf_counter() - t,
-                       "cells_computed": ctx.shared.computed + own.computed - before}
-    return stats
+    try:
+        ctx = make_context(scale, out, models=models, seeds=seeds, data_root=data_root, device=device,
+                           progress=progress)
+        stats: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if len(ctx.seeds) < EXPERIMENTS[name].min_seeds:
+                continue
+            own = ctx.cells(name)
+            before = ctx.shared.computed + own.computed
+            t = time.perf_counter()
+            EXPERIMENTS[name].run(ctx)
+            stats[name] = {"seconds": time.perf_counter() - t,
+                           "cells_computed": ctx.shared.computed + own.computed - before}
+        return stats
+    finally:
+        if handler is not None:
+            _WORKER_LOG.removeHandler(handler)
 
 
 def run_all(ctx: Context, names: Sequence[str] | None = None, *, jobs: int = 1,

@@ -181,6 +181,21 @@ def test_parallel_workers_give_the_same_results(tmp_path):
         assert rec["run"]["cells_computed"] == a.cells_computed
 
 
+def test_worker_reports_progress_on_stderr_unless_quiet(tmp_path, capsys):
+    """A worker process of ``run_all`` logs one line per stage on stderr (its own handler), nothing when quiet."""
+    from nets.experiments.runner import _worker
+
+    tiny = get_scale("tiny")
+    stats = _worker(tiny, str(tmp_path / "loud"), [tiny.models[0].key], 1, None, "cpu", ["bound-gap"], False)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert lines and all(re.match(rf"\[ *\d+\.\d s\] \({tiny.models[0].key}\) \S", ln) for ln in lines), lines[:3]
+    assert stats["bound-gap"]["cells_computed"] >= 1
+    _worker(tiny, str(tmp_path / "quiet"), [tiny.models[0].key], 1, None, "cpu", ["bound-gap"], True)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("argv,message", [
     (["experiment", "all", "--scale", "paper"], "--scale paper reads cifar10, cifar100, tinyimagenet from a local "
                                                 "folder: pass --data-root"),
