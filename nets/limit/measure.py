@@ -161,7 +161,10 @@ class FundamentalMeasurement:
     is in the sublevel set, so it is an upper bound on the limit defined with the best point on the support.
     ``search_reoptimised`` (None when switched off): the quadratic step followed by masked re-optimisation of
     the kept weights (``compensation.steps`` L-BFGS evaluations per level) — a tighter upper bound, which also
-    reaches points far outside the quadratic model's reach. ``levels``: one
+    reaches points far outside the quadratic model's reach. It re-optimises only the levels whose quadratic step
+    misses the criterion: the re-optimisation never raises the loss, so a level whose quadratic step qualifies
+    qualifies after it too, and the search records the quadratic step's loss there (an upper bound on the
+    re-optimised one; the limit found is the same). ``levels``: one
     :meth:`nets.compensate.CompensationResult.to_dict` per evaluated level (``loss_after`` is None where the
     re-optimisation was not run); costs of both searches together.
     """
@@ -369,12 +372,20 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
                 progress("compensated", min(calls[0], total_guess), total_guess)
         return d
 
+    def reoptimised_value(k: int) -> float:
+        q = level(k, False)["loss_quadratic_step"]
+        if q <= thr:
+            # the re-optimisation never raises the loss (it keeps its start otherwise), so the level qualifies
+            # either way: the search takes the same path, and its L-BFGS evaluations are saved
+            return q
+        return level(k, True)["loss_after"]
+
     # the quadratic step first (cheap: a CG solve per level), then the re-optimised search reusing its levels
     search = threshold_search(lambda ks: [level(k, False)["loss_quadratic_step"] for k in ks], lambda v: v <= thr, N,
                               grid.tolist(), resolution=resolution)
     reopt = None
-    if config.reoptimise and compensator.config.steps > 0:
-        reopt = threshold_search(lambda ks: [level(k, True)["loss_after"] for k in ks], lambda v: v <= thr, N,
+    if keep:
+        reopt = threshold_search(lambda ks: [reoptimised_value(k) for k in ks], lambda v: v <= thr, N,
                                  grid.tolist(), resolution=resolution)
     c = compensator.operator.cost()
     return FundamentalMeasurement(search=search, search_reoptimised=reopt, levels=tuple(levels.values()),
