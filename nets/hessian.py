@@ -72,7 +72,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -425,6 +427,15 @@ class HessianOperator(LinearOperator):
             raise ValueError("distributed=True but torch.distributed is not initialised")
         self._distributed_flag = distributed
         self._group = process_group
+        if self.distributed and hvp_method != "double-backward" and "torch._dynamo" not in sys.modules:
+            warnings.warn(
+                "torch.distributed was initialised before torch._dynamo was imported; the forward-over-reverse "
+                "products import it, and with PyTorch 2.13 the process group then outlives destroy_process_group "
+                "and can abort the process at exit: create the group with nets.limit.parallel.init_process_group "
+                "(or import torch._dynamo first), or pass hvp_method='double-backward'",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._graphs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
         self.n_products = 0

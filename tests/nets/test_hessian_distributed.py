@@ -111,3 +111,35 @@ def test_two_gloo_ranks_equal_single_process(tmp_path) -> None:
     assert error(0).startswith("non-finite Hessian-vector product after averaging")
     # without the all-reduce each rank only sees its shard: a different matrix (the test can fail)
     assert (res[0]["local"] - ref).abs().max().item() > 1e-3 * scale
+
+
+_WARN_SCRIPT = r"""
+import sys, warnings
+import torch, torch.distributed as dist
+from torch import nn
+from nets.hessian import HessianOperator
+from nets.limit.parallel import init_process_group
+rdv, mode = sys.argv[1], sys.argv[2]
+if mode == "helper":
+    init_process_group("gloo", init_method="file://" + rdv, rank=0, world_size=1)
+else:
+    dist.init_process_group("gloo", init_method="file://" + rdv, rank=0, world_size=1)
+data = [(torch.randn(4, 3), torch.randint(0, 2, (4,)))]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for method in ("auto", "forward-over-reverse", "double-backward"):
+        HessianOperator(nn.Linear(3, 2), nn.CrossEntropyLoss(), data, hvp_method=method)
+print(sum("before torch._dynamo was imported" in str(w.message) for w in caught))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("mode,expected", [("plain", "2"), ("helper", "0")])
+def test_group_created_before_dynamo_is_warned(tmp_path, mode, expected) -> None:
+    """A group created before ``torch._dynamo`` was imported is warned about (the two methods that may use
+    forward-over-reverse), naming the helper that creates it safely; the helper's group is not."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _WARN_SCRIPT, str(tmp_path / "rdv"), mode], capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
