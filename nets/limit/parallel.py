@@ -15,7 +15,8 @@ full data, and three parts are split:
 * **training** (:func:`nets.train.train` with ``distributed=True``: DDP over shards of each global batch).
 
 Everything else (ε, the predictions, the bisection steps after the grid) is computed redundantly and
-identically on every rank; only rank 0 should write files or print.
+identically on every rank; only rank 0 should write files or print. That every rank holds the same model, data
+and settings is checked before any work (:func:`check_same_on_every_rank`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 
 __all__ = ["process_group", "is_distributed", "shard_batches", "split_levels", "all_reduce_sum",
-           "init_process_group"]
+           "init_process_group", "check_same_on_every_rank"]
 
 
 def init_process_group(backend: str, **kwargs: Any) -> None:
@@ -62,6 +63,48 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         torch.distributed.all_reduce(t)
     return t
+
+
+def _fingerprint(t: torch.Tensor) -> list[float]:
+    """``[numel, Σx, Σx², Σ x_i·sin(i)]`` of ``t`` flattened, in float64 (equal tensors give equal rows)."""
+    x = t.detach().reshape(-1).to(torch.float64)
+    phase = torch.arange(1, x.numel() + 1, dtype=torch.float64, device=x.device).sin()
+    return [float(x.numel()), float(x.sum()), float((x * x).sum()), float((x * phase).sum())]
+
+
+def check_same_on_every_rank(device: torch.device | str, **inputs: torch.Tensor | float | None) -> None:
+    """Raise ``ValueError`` on every rank if an input differs across the ranks of the default group.
+
+    Every rank must run the pipeline on the same model, data and settings (module docstring); one that does not
+    would otherwise meet the others in mismatched collectives (a gloo "collective mismatch" abort, or a hang).
+    Each input (a tensor, a number, or None) is reduced to a fingerprint — element count, sum, sum of squares and
+    a position-weighted sum, in float64 — whose element-wise MIN and MAX over the ranks are compared, to
+    ``1e-9`` relative (equal tensors give equal fingerprints; the tolerance only absorbs summation order on
+    different hardware). The error names the first input that differs. A no-op with one process.
+    """
+    _, world = process_group()
+    if world == 1:
+        return
+    rows = []
+    for value in inputs.values():
+        if value is None:
+            rows.append([0.0, 0.0, 0.0, 0.0])
+        elif isinstance(value, torch.Tensor):
+            rows.append(_fingerprint(value))
+        else:
+            rows.append([1.0, float(value), float(value) ** 2, 0.0])
+    lo = torch.tensor(rows, dtype=torch.float64, device=device)
+    hi = lo.clone()
+    torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+    scale = torch.maximum(lo.abs(), hi.abs()).clamp_min(1.0)
+    differs = ((hi - lo) > 1e-9 * scale).any(dim=1).tolist()
+    for name, bad in zip(inputs, differs):
+        if bad:
+            raise ValueError(
+                f"{name} differs across the {world} processes: under torchrun every rank must hold the same model, "
+                "data and settings (load the same checkpoint, or seed the initialisation and the training "
+                "identically on every rank)")
 
 
 def shard_batches(batches: Sequence[tuple[torch.Tensor, torch.Tensor]], batch_size: int,

@@ -20,9 +20,11 @@ logs one line per finished stage with its time and cost (logger ``nets.limit.pip
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +40,7 @@ from nets.limit.measure import MeasureConfig, measure_fundamental, measure_magni
 from nets.limit.oracle import OracleConfig, quadratic_oracle
 from nets.limit.predict import PredictionConfig, predict_fundamental, predict_magnitude
 from nets.limit.result import LimitResult, diagnose
-from nets.limit.parallel import process_group
+from nets.limit.parallel import check_same_on_every_rank, process_group
 from nets.limit.preflight import available_memory, check_plan, plan_memory
 from nets.limit.spectrum import (
     SpectrumConfig,
@@ -196,6 +198,12 @@ def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn
     _, world = process_group()
     if data.n_train < world:
         raise ValueError(f"train_data holds {data.n_train} samples, fewer than the {world} processes sharing it")
+    if world > 1:
+        state = [t for t in work.state_dict().values() if torch.is_floating_point(t)]
+        check_same_on_every_rank(
+            dev, model=flatten([t.to(torch.float64) for t in state]) if state else None, train_data=data.X_train, train_targets=data.y_train,
+            test_data=data.X_test, test_targets=data.y_test, l1=l1, seed=seed,
+            config=float(zlib.crc32(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())))
     # ---- memory of every stage against the device's (before any work) ------------------------------------------
     plan = plan_memory(work, input_shape=tuple(data.X_train.shape[1:]), n_train=data.n_train, n_test=data.n_test,
                        config=cfg, world_size=world)

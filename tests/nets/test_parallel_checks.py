@@ -1,0 +1,70 @@
+"""Inputs that differ across torchrun ranks are refused on every rank, naming the input, before any work."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from nets.limit import LimitConfig, MeasureConfig, SpectrumConfig, estimate_pruning_limit
+from nets.limit.parallel import check_same_on_every_rank, init_process_group
+
+pytestmark = [
+    pytest.mark.distributed,
+    pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo"),
+    pytest.mark.skipif(sys.platform == "win32", reason="file:// rendezvous on POSIX paths"),
+]
+
+
+def _outcome(fn) -> str:
+    try:
+        fn()
+    except ValueError as err:
+        return str(err)
+    return "ok"
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        same = torch.linspace(-1.0, 1.0, 50)
+        swapped = same.clone()
+        if rank == 1:  # the same values in another order: only the position-weighted sum differs
+            swapped[[3, 7]] = swapped[[7, 3]]
+        results = {
+            "same": _outcome(lambda: check_same_on_every_rank("cpu", model=same, data=same.reshape(5, 10), gap=None,
+                                                              seed=3)),
+            "swapped": _outcome(lambda: check_same_on_every_rank("cpu", model=same, data=swapped)),
+            "seed": _outcome(lambda: check_same_on_every_rank("cpu", model=same, seed=rank)),
+            "tiny": _outcome(lambda: check_same_on_every_rank("cpu", x=same + rank * 1e-6)),
+        }
+        # the pipeline: a model initialised differently on each rank is refused before any work
+        g = torch.Generator().manual_seed(0)
+        X = torch.randn(64, 4, generator=g)
+        y = (X[:, 0] > 0).long()
+        torch.manual_seed(rank)
+        model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+        cfg = LimitConfig(spectrum=SpectrumConfig(steps=8, n_probes=1), measurement=MeasureConfig(fundamental=False))
+        results["pipeline"] = _outcome(lambda: estimate_pruning_limit(model, (X, y), config=cfg))
+        with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
+            f.write("\n".join(f"{k}\t{v}" for k, v in results.items()))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_differing_inputs_are_refused_on_every_rank(tmp_path) -> None:
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
+    for r in range(2):
+        res = dict(line.split("\t", 1) for line in (tmp_path / f"rank{r}.txt").read_text().splitlines())
+        assert res["same"] == "ok"
+        assert res["swapped"].startswith("data differs across the 2 processes")
+        assert res["seed"].startswith("seed differs across the 2 processes")
+        assert res["tiny"].startswith("x differs")  # 1e-6 is far above the 1e-9 summation-order tolerance
+        assert res["pipeline"].startswith("model differs across the 2 processes: under torchrun every rank must "
+                                          "hold the same model"), res["pipeline"]
