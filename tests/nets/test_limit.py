@@ -438,7 +438,8 @@ def test_reoptimised_search_equals_reoptimising_every_level(trained, digits, res
     assert (got.kept_count, got.non_monotone, got.grid_ok.tolist()) == (ref.kept_count, ref.non_monotone,
                                                                         ref.grid_ok.tolist())
     assert [(k, ok) for k, _, ok in got.evaluations] == [(k, ok) for k, _, ok in ref.evaluations]
-    searched = [d for d in fm.levels if d["kept_count"] in {k for k, *_ in got.evaluations} and d["kept_count"] < comp.N]
+    evaluated = {k for k, *_ in got.evaluations}
+    searched = [d for d in fm.levels if d["kept_count"] in evaluated and d["kept_count"] < comp.N]
     skipped = [d for d in searched if d["loss_after"] is None]
     run = [d for d in searched if d["loss_after"] is not None]
     assert skipped and run  # both kinds occur, so the comparison above covers the skip
