@@ -65,11 +65,21 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+_FINGERPRINT_CHUNK = 1 << 22  # elements per float64 pass: 32 MiB of temporaries, whatever the data's size
+
+
 def _fingerprint(t: torch.Tensor) -> list[float]:
-    """``[numel, Σx, Σx², Σ x_i·sin(i)]`` of ``t`` flattened, in float64 (equal tensors give equal rows)."""
-    x = t.detach().reshape(-1).to(torch.float64)
-    phase = torch.arange(1, x.numel() + 1, dtype=torch.float64, device=x.device).sin()
-    return [float(x.numel()), float(x.sum()), float((x * x).sum()), float((x * phase).sum())]
+    """``[numel, Σx, Σx², Σ x_i·sin(i)]`` of ``t`` flattened, in float64 (equal tensors give equal rows),
+    accumulated over chunks so that a large dataset needs no float64 copy of itself."""
+    flat = t.detach().reshape(-1)
+    acc = [0.0, 0.0, 0.0]
+    for start in range(0, flat.numel(), _FINGERPRINT_CHUNK):
+        x = flat[start : start + _FINGERPRINT_CHUNK].to(torch.float64)
+        phase = torch.arange(start + 1, start + x.numel() + 1, dtype=torch.float64, device=x.device).sin()
+        acc[0] += float(x.sum())
+        acc[1] += float((x * x).sum())
+        acc[2] += float((x * phase).sum())
+    return [float(flat.numel()), *acc]
 
 
 def check_same_on_every_rank(device: torch.device | str, **inputs: torch.Tensor | float | None) -> None:

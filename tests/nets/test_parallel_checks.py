@@ -68,3 +68,15 @@ def test_differing_inputs_are_refused_on_every_rank(tmp_path) -> None:
         assert res["tiny"].startswith("x differs")  # 1e-6 is far above the 1e-9 summation-order tolerance
         assert res["pipeline"].startswith("model differs across the 2 processes: under torchrun every rank must "
                                           "hold the same model"), res["pipeline"]
+
+
+def test_fingerprint_does_not_depend_on_the_chunking(monkeypatch) -> None:
+    import nets.limit.parallel as parallel
+
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    x64 = x.to(torch.float64)
+    phase = torch.arange(1, 1001, dtype=torch.float64).sin()
+    ref = [1000.0, float(x64.sum()), float((x64 * x64).sum()), float((x64 * phase).sum())]
+    for chunk in (7, 256, 1 << 22):
+        monkeypatch.setattr(parallel, "_FINGERPRINT_CHUNK", chunk)
+        assert parallel._fingerprint(x.reshape(10, 100)) == pytest.approx(ref, rel=1e-12, abs=1e-9)
