@@ -427,7 +427,8 @@ class HessianOperator(LinearOperator):
             raise ValueError("distributed=True but torch.distributed is not initialised")
         self._distributed_flag = distributed
         self._group = process_group
-        if self.distributed and hvp_method != "double-backward" and "torch._dynamo" not in sys.modules:
+        may_stream_fwd = hvp_method != "double-backward" and cache_graph is not True
+        if self.distributed and may_stream_fwd and "torch._dynamo" not in sys.modules:
             warnings.warn(
                 "torch.distributed was initialised before torch._dynamo was imported; the forward-over-reverse "
                 "products import it, and with PyTorch 2.13 the process group then outlives destroy_process_group "

@@ -27,7 +27,7 @@ same seeded generator and keeps its contiguous shard ``tensor_split(global_batch
 DDP averages gradients over the processes, which gives exactly ``(1/B) Σ_{batch} ∇ℓ_i + ∇penalty``, the
 single-process gradient on the same global batch ``B`` (also for a short last batch). BatchNorm statistics
 are per shard (as in any DDP run without SyncBatchNorm), so only BN-free models match single-process
-training to rounding.
+training to rounding; after each epoch every rank takes rank 0's buffers, so all ranks hold the same model.
 """
 
 from __future__ import annotations
@@ -497,6 +497,10 @@ def _train(model: nn.Module, data: DataSplit, config: TrainConfig, *, checkpoint
             stats = torch.stack([loss_sum, correct, torch.tensor(float(seen), dtype=torch.float64, device=acc)])
             if distributed:
                 dist.all_reduce(stats)
+                # BatchNorm statistics were updated on each shard: take rank 0's, as DDP does before every forward,
+                # so that every rank evaluates, saves and returns the same model
+                for buf in model.buffers():
+                    dist.broadcast(buf, src=0)
             loss_sum, correct, seen = stats.tolist()
             test_loss, test_acc = evaluate(model, test_batches)
             with torch.no_grad():

@@ -163,8 +163,8 @@ class FundamentalMeasurement:
     the kept weights (``compensation.steps`` L-BFGS evaluations per level) — a tighter upper bound, which also
     reaches points far outside the quadratic model's reach. It re-optimises only the levels whose quadratic step
     misses the criterion: the re-optimisation never raises the loss, so a level whose quadratic step qualifies
-    qualifies after it too, and the search records the quadratic step's loss there (an upper bound on the
-    re-optimised one; the limit found is the same). ``levels``: one
+    qualifies after it too. At those levels, listed in ``reoptimisation_skipped``, its values are the quadratic
+    step's losses (upper bounds on the re-optimised ones; the limit found is the same). ``levels``: one
     :meth:`nets.compensate.CompensationResult.to_dict` per evaluated level (``loss_after`` is None where the
     re-optimisation was not run); costs of both searches together.
     """
@@ -177,6 +177,7 @@ class FundamentalMeasurement:
     forward_passes: int
     seconds: float
     compensation: CompensationConfig
+    reoptimisation_skipped: tuple[int, ...] = ()
 
     @property
     def kept_fraction(self) -> float:
@@ -210,7 +211,8 @@ class FundamentalMeasurement:
                 "search_reoptimised": None if self.search_reoptimised is None else self.search_reoptimised.to_dict(),
                 "levels": list(self.levels), "hvps": self.hvps,
                 "gradients": self.gradients, "forward_passes": self.forward_passes, "seconds": self.seconds,
-                "compensation": dict(self.compensation.__dict__)}
+                "compensation": dict(self.compensation.__dict__),
+                "reoptimisation_skipped": list(self.reoptimisation_skipped)}
 
 
 def _magnitude_setter(model: nn.Module) -> tuple[Callable[[int], None], int, np.ndarray]:
@@ -372,11 +374,15 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
                 progress("compensated", min(calls[0], total_guess), total_guess)
         return d
 
+    skipped: set[int] = set()
+
     def reoptimised_value(k: int) -> float:
         q = level(k, False)["loss_quadratic_step"]
         if q <= thr:
             # the re-optimisation never raises the loss (it keeps its start otherwise), so the level qualifies
             # either way: the search takes the same path, and its L-BFGS evaluations are saved
+            if k < N:  # (the dense network itself is never re-optimised)
+                skipped.add(k)
             return q
         return level(k, True)["loss_after"]
 
@@ -389,6 +395,7 @@ def measure_fundamental(compensator: Compensator, tolerance: ToleranceResult, co
                                  grid.tolist(), resolution=resolution)
     c = compensator.operator.cost()
     return FundamentalMeasurement(search=search, search_reoptimised=reopt, levels=tuple(levels.values()),
+                                  reoptimisation_skipped=tuple(sorted(skipped)),
                                   hvps=c["hvps"] - h0, gradients=c["gradients"] - g0 + opt_evals,
                                   forward_passes=compensator.forward_passes - f0, seconds=time.perf_counter() - t0,
                                   compensation=compensator.config)

@@ -41,7 +41,7 @@ def init_process_group(backend: str, **kwargs: Any) -> None:
     exists takes no such references, so ``destroy_process_group`` frees the group and joins its threads.
     Scripts that initialise the group themselves should import ``torch._dynamo`` first in the same way.
     """
-    import torch._dynamo  # noqa: F401  (imported for its side effect; see the docstring)
+    import torch._dynamo  # imported for its side effect (the docstring)
 
     torch.distributed.init_process_group(backend, **kwargs)
 
@@ -68,47 +68,66 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 _FINGERPRINT_CHUNK = 1 << 22  # elements per float64 pass: 32 MiB of temporaries, whatever the data's size
 
 
-def _fingerprint(t: torch.Tensor) -> list[float]:
-    """``[numel, Σx, Σx², Σ x_i·sin(i)]`` of ``t`` flattened, in float64 (equal tensors give equal rows),
-    accumulated over chunks so that a large dataset needs no float64 copy of itself."""
-    flat = t.detach().reshape(-1)
+def _fingerprint(tensors: torch.Tensor | Sequence[torch.Tensor]) -> list[float]:
+    """``[numel, Σx, Σx², Σ x_i·sin(i)]`` of the tensors flattened and concatenated (``i`` runs on across
+    them), in float64 (equal tensors give equal rows); accumulated in chunks, so that a large dataset or model
+    needs no float64 copy of itself."""
+    parts = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
     acc = [0.0, 0.0, 0.0]
-    for start in range(0, flat.numel(), _FINGERPRINT_CHUNK):
-        x = flat[start : start + _FINGERPRINT_CHUNK].to(torch.float64)
-        phase = torch.arange(start + 1, start + x.numel() + 1, dtype=torch.float64, device=x.device).sin()
-        acc[0] += float(x.sum())
-        acc[1] += float((x * x).sum())
-        acc[2] += float((x * phase).sum())
-    return [float(flat.numel()), *acc]
+    offset = 0
+    for t in parts:
+        flat = t.detach().reshape(-1)
+        for start in range(0, flat.numel(), _FINGERPRINT_CHUNK):
+            x = flat[start : start + _FINGERPRINT_CHUNK].to(torch.float64)
+            first = offset + start + 1
+            phase = torch.arange(first, first + x.numel(), dtype=torch.float64, device=x.device).sin()
+            acc[0] += float(x.sum())
+            acc[1] += float((x * x).sum())
+            acc[2] += float((x * phase).sum())
+        offset += flat.numel()
+    return [float(offset), *acc]
 
 
-def check_same_on_every_rank(device: torch.device | str, **inputs: torch.Tensor | float | None) -> None:
+def _number_row(value: float) -> list[float]:
+    """An exact float64 encoding of a number: an int as its two 32-bit halves, a float as itself."""
+    if isinstance(value, int):
+        v = int(value)
+        return [2.0, float(v >> 32), float(v & 0xFFFFFFFF), 0.0]
+    return [1.0, float(value), 0.0, 0.0]
+
+
+def check_same_on_every_rank(device: torch.device | str,
+                             **inputs: torch.Tensor | Sequence[torch.Tensor] | float | None) -> None:
     """Raise ``ValueError`` on every rank if an input differs across the ranks of the default group.
 
     Every rank must run the pipeline on the same model, data and settings (module docstring); one that does not
     would otherwise meet the others in mismatched collectives (a gloo "collective mismatch" abort, or a hang).
-    Each input (a tensor, a number, or None) is reduced to a fingerprint — element count, sum, sum of squares and
-    a position-weighted sum, in float64 — whose element-wise MIN and MAX over the ranks are compared, to
-    ``1e-9`` relative (equal tensors give equal fingerprints; the tolerance only absorbs summation order on
-    different hardware). The error names the first input that differs. A no-op with one process.
+    Each input — a tensor, a sequence of tensors (taken as their concatenation), a number, or None — is reduced
+    to a row of four float64 values whose element-wise MIN and MAX over the ranks are compared. A tensor's row
+    is its fingerprint (element count, sum, sum of squares and a position-weighted sum), compared to ``1e-9``
+    relative (equal tensors give equal rows; the tolerance only absorbs summation order on different hardware);
+    a number's row encodes it exactly and is compared exactly. The error names the first input that differs.
+    A no-op with one process.
     """
     _, world = process_group()
     if world == 1:
         return
-    rows = []
+    rows, exact = [], []
     for value in inputs.values():
         if value is None:
             rows.append([0.0, 0.0, 0.0, 0.0])
-        elif isinstance(value, torch.Tensor):
+        elif isinstance(value, torch.Tensor) or isinstance(value, (list, tuple)):
             rows.append(_fingerprint(value))
         else:
-            rows.append([1.0, float(value), float(value) ** 2, 0.0])
+            rows.append(_number_row(value))
+        exact.append(not isinstance(value, (torch.Tensor, list, tuple)))
     lo = torch.tensor(rows, dtype=torch.float64, device=device)
     hi = lo.clone()
     torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
     torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+    rel = torch.tensor([0.0 if e else 1e-9 for e in exact], dtype=torch.float64, device=lo.device)[:, None]
     scale = torch.maximum(lo.abs(), hi.abs()).clamp_min(1.0)
-    differs = ((hi - lo) > 1e-9 * scale).any(dim=1).tolist()
+    differs = ((hi - lo) > rel * scale).any(dim=1).tolist()
     for name, bad in zip(inputs, differs):
         if bad:
             raise ValueError(

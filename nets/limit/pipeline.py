@@ -198,12 +198,6 @@ def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn
     _, world = process_group()
     if data.n_train < world:
         raise ValueError(f"train_data holds {data.n_train} samples, fewer than the {world} processes sharing it")
-    if world > 1:  # every rank must run on the same inputs (nets.limit.parallel), checked before any work
-        state = [t.to(torch.float64) for t in work.state_dict().values() if torch.is_floating_point(t)]
-        settings = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
-        check_same_on_every_rank(dev, model=flatten(state) if state else None, train_data=data.X_train,
-                                 train_targets=data.y_train, test_data=data.X_test, test_targets=data.y_test,
-                                 l1=l1, seed=seed, config=float(zlib.crc32(settings)))
     # ---- memory of every stage against the device's (before any work) ------------------------------------------
     plan = plan_memory(work, input_shape=tuple(data.X_train.shape[1:]), n_train=data.n_train, n_test=data.n_test,
                        config=cfg, world_size=world)
@@ -212,6 +206,11 @@ def _estimate(model: nn.Module, train_data: Any, test_data: Any, *, loss: LossFn
                                                 "n_probes": "config.spectrum.n_probes"})
     for note in memory_notes:
         log.warning("%s", note)
+    if world > 1:  # every rank must run on the same inputs (nets.limit.parallel), checked before any work
+        settings = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
+        check_same_on_every_rank(dev, model=list(work.state_dict().values()), train_data=data.X_train,
+                                 train_targets=data.y_train, test_data=data.X_test, test_targets=data.y_test,
+                                 l1=l1, seed=seed, config=zlib.crc32(settings))
 
     # ---- 1. L(w*) and ε -------------------------------------------------------------------------------------
     report("tolerance", 0, 1)

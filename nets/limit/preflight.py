@@ -217,16 +217,27 @@ def plan_memory(
 
 def available_memory(device: str | torch.device = "cpu") -> int | None:
     """Bytes the device can still give this process, or None when unknown: CPU: :func:`nets.resources.
-    host_memory_available`; CUDA: the free memory of ``torch.cuda.mem_get_info``; other devices: unknown."""
+    host_memory_available`; CUDA: the free memory of ``torch.cuda.mem_get_info``; other devices: unknown.
+
+    Under ``torch.distributed`` it is the least over the ranks (None if unknown on any), so that every rank
+    plans the same stages; it is then a collective, which every rank must call.
+    """
     from nets.resources import host_memory_available
 
     dev = torch.device(device)
     if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        return int(free)
-    if dev.type != "cpu":
-        return None
-    return host_memory_available()
+        free: int | None = int(torch.cuda.mem_get_info(dev)[0])
+    elif dev.type != "cpu":
+        free = None
+    else:
+        free = host_memory_available()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        least = torch.tensor([-1.0 if free is None else float(free)], dtype=torch.float64, device=dev)
+        flag = torch.tensor([1.0 if free is None else 0.0], dtype=torch.float64, device=dev)
+        torch.distributed.all_reduce(least, op=torch.distributed.ReduceOp.MIN)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        free = None if flag.item() > 0 else int(least.item())
+    return free
 
 
 def check_plan(plan: MemoryPlan, config: Any, available: int | None, *, names: dict[str, str] | None = None,

@@ -186,14 +186,19 @@ def test_worker_reports_progress_on_stderr_unless_quiet(tmp_path, capsys):
     from nets.experiments.runner import _worker
 
     tiny = get_scale("tiny")
-    stats = _worker(tiny, str(tmp_path / "loud"), [tiny.models[0].key], 1, None, "cpu", ["bound-gap"], False)
-    captured = capsys.readouterr()
+    threads = torch.get_num_threads()
+    try:  # the worker sets its process's thread count
+        stats = _worker(tiny, str(tmp_path / "loud"), [tiny.models[0].key], 1, None, "cpu", ["bound-gap"], False)
+        captured = capsys.readouterr()
+        _worker(tiny, str(tmp_path / "quiet"), [tiny.models[0].key], 1, None, "cpu", ["bound-gap"], True)
+        quiet = capsys.readouterr()
+    finally:
+        torch.set_num_threads(threads)
     assert captured.out == ""
     lines = captured.err.splitlines()
     assert lines and all(re.match(rf"\[ *\d+\.\d s\] \({tiny.models[0].key}\) \S", ln) for ln in lines), lines[:3]
     assert stats["bound-gap"]["cells_computed"] >= 1
-    _worker(tiny, str(tmp_path / "quiet"), [tiny.models[0].key], 1, None, "cpu", ["bound-gap"], True)
-    assert capsys.readouterr().err == ""
+    assert quiet.err == ""
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -443,6 +443,8 @@ def test_reoptimised_search_equals_reoptimising_every_level(trained, digits, res
     skipped = [d for d in searched if d["loss_after"] is None]
     run = [d for d in searched if d["loss_after"] is not None]
     assert skipped and run  # both kinds occur, so the comparison above covers the skip
+    assert set(fm.reoptimisation_skipped) == {d["kept_count"] for d in skipped}
+    assert fm.to_dict()["reoptimisation_skipped"] == sorted(fm.reoptimisation_skipped)
     for d in skipped:
         assert d["loss_quadratic_step"] <= tol.threshold and d["optimizer_evaluations"] == 0
         assert full[d["kept_count"]] <= tol.threshold  # re-optimised by the reference: it qualifies too

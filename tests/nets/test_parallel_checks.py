@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -11,8 +12,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from nets.data import load_dataset
 from nets.limit import LimitConfig, MeasureConfig, SpectrumConfig, estimate_pruning_limit
 from nets.limit.parallel import check_same_on_every_rank, init_process_group
+from nets.train import TrainConfig, train
 
 pytestmark = [
     pytest.mark.distributed,
@@ -43,7 +46,20 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             "swapped": _outcome(lambda: check_same_on_every_rank("cpu", model=same, data=swapped)),
             "seed": _outcome(lambda: check_same_on_every_rank("cpu", model=same, seed=rank)),
             "tiny": _outcome(lambda: check_same_on_every_rank("cpu", x=same + rank * 1e-6)),
+            # numbers compare exactly: seeds beyond float64's 2**53 that differ by 1, l1 values one ulp apart
+            "big_seed": _outcome(lambda: check_same_on_every_rank("cpu", seed=2**60 + rank)),
+            "l1_ulp": _outcome(lambda: check_same_on_every_rank("cpu", l1=math.nextafter(1e-3, 1.0) if rank else 1e-3)),
+            # a list of tensors is their concatenation: the same values split differently give the same row
+            "split": _outcome(lambda: check_same_on_every_rank("cpu", model=[same[:10], same[10:]] if rank
+                                                               else [same[:25], same[25:]])),
         }
+        # BatchNorm statistics after data-parallel training: every rank ends with rank 0's buffers
+        bn = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+        bn.load_state_dict({k: torch.full_like(v, 0.1) if v.is_floating_point() else v
+                            for k, v in bn.state_dict().items()})
+        data = load_dataset("teacher-student", seed=3, n_train=64, n_test=16, input_dim=4, hidden=5, num_classes=2)
+        train(bn, data, TrainConfig(epochs=2, batch_size=16, lr=0.05), distributed=True)
+        results["bn_buffers"] = _outcome(lambda: check_same_on_every_rank("cpu", model=list(bn.state_dict().values())))
         # the pipeline: a model initialised differently on each rank is refused before any work
         g = torch.Generator().manual_seed(0)
         X = torch.randn(64, 4, generator=g)
@@ -66,6 +82,8 @@ def test_differing_inputs_are_refused_on_every_rank(tmp_path) -> None:
         assert res["swapped"].startswith("data differs across the 2 processes")
         assert res["seed"].startswith("seed differs across the 2 processes")
         assert res["tiny"].startswith("x differs")  # 1e-6 is far above the 1e-9 summation-order tolerance
+        assert res["big_seed"].startswith("seed differs") and res["l1_ulp"].startswith("l1 differs")
+        assert res["split"] == "ok" and res["bn_buffers"] == "ok"
         assert res["pipeline"].startswith("model differs across the 2 processes: under torchrun every rank must "
                                           "hold the same model"), res["pipeline"]
 
