@@ -114,13 +114,9 @@ def check_same_on_every_rank(device: torch.device | str,
         return
     rows, exact = [], []
     for value in inputs.values():
-        if value is None:
-            rows.append([0.0, 0.0, 0.0, 0.0])
-        elif isinstance(value, torch.Tensor) or isinstance(value, (list, tuple)):
-            rows.append(_fingerprint(value))
-        else:
-            rows.append(_number_row(value))
-        exact.append(not isinstance(value, (torch.Tensor, list, tuple)))
+        is_tensor = isinstance(value, (torch.Tensor, list, tuple))
+        rows.append([0.0] * 4 if value is None else _fingerprint(value) if is_tensor else _number_row(value))
+        exact.append(not is_tensor)
     lo = torch.tensor(rows, dtype=torch.float64, device=device)
     hi = lo.clone()
     torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)

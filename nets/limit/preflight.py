@@ -222,6 +222,7 @@ def available_memory(device: str | torch.device = "cpu") -> int | None:
     Under ``torch.distributed`` it is the least over the ranks (None if unknown on any), so that every rank
     plans the same stages; it is then a collective, which every rank must call.
     """
+    from nets.limit.parallel import is_distributed
     from nets.resources import host_memory_available
 
     dev = torch.device(device)
@@ -231,12 +232,10 @@ def available_memory(device: str | torch.device = "cpu") -> int | None:
         free = None
     else:
         free = host_memory_available()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if is_distributed():  # unknown (-1) on any rank wins the MIN
         least = torch.tensor([-1.0 if free is None else float(free)], dtype=torch.float64, device=dev)
-        flag = torch.tensor([1.0 if free is None else 0.0], dtype=torch.float64, device=dev)
         torch.distributed.all_reduce(least, op=torch.distributed.ReduceOp.MIN)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        free = None if flag.item() > 0 else int(least.item())
+        free = None if least.item() < 0 else int(least.item())
     return free
 
 
